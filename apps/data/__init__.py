@@ -1,0 +1,6 @@
+"""The one way in: datasets (`load`) and input pipelines (`pipeline`)."""
+
+from apps.data.datasets import DatasetError, DatasetInfo, describe, load
+from apps.data.images import pipeline
+
+__all__ = ["DatasetError", "DatasetInfo", "describe", "load", "pipeline"]

@@ -1,0 +1,421 @@
+"""Datasets: one way in for every command, through tensorflow-datasets.
+
+`load(name, split)` returns a `tf.data.Dataset` of `(image uint8 HxWxC, label int64)`:
+
+- any tfds image-classification dataset by name (`fashion_mnist`, `mnist`, `cifar10`,
+  ...), prepared once into the tfds data dir (`TFDS_DATA_DIR` or `~/tensorflow_datasets`);
+- a directory with one sub-folder of images per class, for users' own data.
+
+Offline, `fashion_mnist` (and `mnist`) are prepared by a small tfds builder of ours from
+the original IDX files, e.g. those Debian's `dataset-fashion-mnist` package installs under
+/usr/share/datasets/fashion-mnist (override with `FASHION_MNIST_DIR` / `MNIST_DIR`). The
+result is the same tfds dataset (same name, version and features) as a normal download,
+so everything downstream sees one dataset whichever way it came. With network, the normal
+tfds download path is used, but only after a bounded reachability probe: tfds itself
+retries for minutes before it gives up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import gzip
+import os
+import socket
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+FEATURED_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "svhn_cropped")
+
+# Where the original IDX files may lie on a machine without network.
+LOCAL_IDX_SOURCES = {
+    "fashion_mnist": ("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"),
+    "mnist": ("MNIST_DIR", "/usr/share/datasets/mnist"),
+}
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+NETWORK_PROBE = ("storage.googleapis.com", 443)
+NETWORK_TIMEOUT_SECONDS = 3.0
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be found, read or prepared; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What downstream code needs to know about a loaded dataset."""
+
+    name: str
+    class_names: tuple[str, ...]
+    image_shape: tuple[int | None, int | None, int]
+    num_examples: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    with_info: bool = False,
+    image_size: tuple[int, int] = (224, 224),
+    validation_fraction: float = 0.2,
+    seed: int = 1337,
+):
+    """Loads a dataset as `(image uint8 HxWxC, label int64)` pairs.
+
+    Args:
+        name: a tfds image-classification dataset name (`"fashion_mnist"`), or the path
+            of a directory holding one sub-folder of images per class.
+        split: a tfds split, slicing included (`"train"`, `"test"`, `"train[:90%]"`).
+            For an image directory: `"train"` and `"validation"`/`"test"` either name
+            sub-directories or, when those do not exist, a seeded
+            `validation_fraction` hold-out.
+        data_dir: the tfds data dir; defaults to `TFDS_DATA_DIR` or
+            `~/tensorflow_datasets`.
+        with_info: also return a `DatasetInfo`.
+        image_size: image directories only: the size every image is resized to.
+        validation_fraction, seed: image directories only, see `split`.
+
+    Returns:
+        The `tf.data.Dataset`, or `(dataset, DatasetInfo)` when `with_info`.
+
+    Raises:
+        DatasetError: unknown name, no local copy and no network, corrupt files.
+    """
+    if not isinstance(name, str) or not name:
+        raise DatasetError(f"name must be a non-empty string. Received: name={name!r}")
+    if os.path.isdir(name):
+        dataset, info = _load_image_directory(
+            Path(name), split, image_size, validation_fraction, seed
+        )
+    else:
+        dataset, info = _load_tfds(name, split, data_dir)
+    return (dataset, info) if with_info else dataset
+
+
+def describe(name: str, *, data_dir=None) -> DatasetInfo:
+    """Returns the `DatasetInfo` of a dataset without reading its examples."""
+    if os.path.isdir(name):
+        return load(name, "train", with_info=True)[1]
+    builder = _prepared_builder(name, data_dir)
+    return _info_from_builder(builder, None)
+
+
+# tfds datasets
+
+
+def _load_tfds(name, split, data_dir):
+    builder = _prepared_builder(name, data_dir)
+    try:
+        dataset = builder.as_dataset(split=split, as_supervised=True)
+    except (ValueError, KeyError) as error:
+        splits = sorted(builder.info.splits.keys())
+        raise DatasetError(
+            f"split {split!r} does not exist in {name!r}. Known splits: {splits} "
+            "(tfds slicing such as 'train[:90%]' works too)."
+        ) from error
+    return dataset, _info_from_builder(builder, split)
+
+
+def _prepared_builder(name, data_dir):
+    """Returns the tfds builder of `name`, preparing the dataset first if needed."""
+    canonical = name.strip().lower().replace("-", "_")
+    try:
+        builder = tfds.builder(canonical, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise _unknown_dataset(name, canonical) from None
+    _check_image_classification(builder)
+    if builder.is_prepared():
+        return builder
+    local_dir = local_idx_dir(canonical)
+    if local_dir is not None:
+        prepare_from_idx(canonical, local_dir, data_dir=data_dir)
+        return tfds.builder(canonical, data_dir=data_dir)
+    if not network_available():
+        raise DatasetError(_offline_advice(canonical))
+    builder.download_and_prepare()
+    return builder
+
+
+def _unknown_dataset(name, canonical):
+    known = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(canonical, known, n=3, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return DatasetError(
+        f"Unknown dataset {name!r}.{hint} Known image datasets include "
+        f"{', '.join(FEATURED_DATASETS)}; any tfds image-classification dataset "
+        "works by name, and so does a directory with one sub-folder per class."
+    )
+
+
+def _check_image_classification(builder):
+    keys = builder.info.supervised_keys
+    features = builder.info.features
+    ok = (
+        keys is not None
+        and isinstance(features[keys[0]], tfds.features.Image)
+        and isinstance(features[keys[1]], tfds.features.ClassLabel)
+    )
+    if not ok:
+        raise DatasetError(
+            f"{builder.name!r} is not an image-classification dataset (its supervised "
+            f"keys are {keys}); apps.data.load needs (image, class label) pairs."
+        )
+
+
+def _info_from_builder(builder, split):
+    keys = builder.info.supervised_keys
+    num_examples = None
+    if split is not None:
+        try:
+            num_examples = builder.info.splits[split].num_examples
+        except (KeyError, ValueError):
+            num_examples = None
+    return DatasetInfo(
+        name=builder.name,
+        class_names=tuple(builder.info.features[keys[1]].names),
+        image_shape=tuple(builder.info.features[keys[0]].shape),
+        num_examples=num_examples,
+    )
+
+
+def network_available(
+    address=NETWORK_PROBE, timeout: float = NETWORK_TIMEOUT_SECONDS
+) -> bool:
+    """Whether tfds's download hosts look reachable, decided within `timeout`."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_advice(name):
+    if name in LOCAL_IDX_SOURCES:
+        variable, default = LOCAL_IDX_SOURCES[name]
+        package = "dataset-fashion-mnist" if name == "fashion_mnist" else None
+        install = f"install it (`apt-get install {package}`) or " if package else ""
+        return (
+            f"{name!r} is not prepared and there is no network. Its original IDX "
+            f"files were not found in {default}: {install}set {variable} to a "
+            f"directory holding {', '.join(_idx_names())} (gzipped or not)."
+        )
+    return (
+        f"{name!r} is not prepared in the tfds data dir and there is no network to "
+        "download it. Prepare it on a machine with network (`tfds build "
+        f"{name}`) and copy its folder into TFDS_DATA_DIR (or ~/tensorflow_datasets)."
+    )
+
+
+def _idx_names():
+    return [name for pair in IDX_FILES.values() for name in pair[:2]]
+
+
+# Offline preparation from IDX files
+
+
+def local_idx_dir(name: str) -> Path | None:
+    """The directory holding `name`'s IDX files, or None when there is none."""
+    if name not in LOCAL_IDX_SOURCES:
+        return None
+    variable, default = LOCAL_IDX_SOURCES[name]
+    directory = Path(os.environ.get(variable, default))
+    if os.environ.get(variable) and not directory.is_dir():
+        raise DatasetError(
+            f"{variable}={directory} is not a directory. Point it at the folder "
+            f"holding {', '.join(_idx_names())}."
+        )
+    return directory if directory.is_dir() else None
+
+
+def prepare_from_idx(name: str, directory, *, data_dir=None) -> None:
+    """Prepares the tfds dataset `name` from local IDX files, atomically.
+
+    Every file is read and checked before tfds writes anything; tfds itself writes into
+    an `.incomplete` folder and renames it at the end, so a failure leaves no
+    half-written dataset in the cache.
+    """
+    for split in IDX_FILES:
+        read_idx_split(Path(directory), split)  # fail early, before any writing
+    builder_class = _LOCAL_BUILDERS[name]
+    builder = builder_class(data_dir=data_dir, idx_dir=str(directory))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+
+
+def read_idx_split(directory: Path, split: str):
+    """Reads and validates one split's images and labels from IDX files."""
+    images_name, labels_name, expected = IDX_FILES[split]
+    images = read_idx(_find_idx_file(directory, images_name), ndim=3)
+    labels = read_idx(_find_idx_file(directory, labels_name), ndim=1)
+    if len(images) != expected or len(labels) != expected:
+        raise DatasetError(
+            f"{directory}: the {split} split should hold {expected} images and labels; "
+            f"found {len(images)} images and {len(labels)} labels. Reinstall the files."
+        )
+    return images, labels
+
+
+def _find_idx_file(directory, stem):
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.exists():
+            return candidate
+    raise DatasetError(f"{directory}: {stem}(.gz) is missing.")
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Reads an unsigned-byte IDX file (gzipped or not), checking header and length."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as file:
+            raw = file.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DatasetError(
+            f"{path} is corrupt or truncated ({error}). Reinstall it "
+            "(`apt-get install --reinstall dataset-fashion-mnist`)."
+        ) from error
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if magic != 0x0800 + ndim:
+        raise DatasetError(
+            f"{path} is not an unsigned-byte IDX file with {ndim} dimensions "
+            f"(magic number {magic:#x}, expected {0x0800 + ndim:#x})."
+        )
+    header = 4 + 4 * ndim
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    if len(raw) != header + int(np.prod(shape)):
+        raise DatasetError(
+            f"{path} is truncated: its header announces shape {shape} "
+            f"({header + int(np.prod(shape))} bytes) but it holds {len(raw)} bytes."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+class _IdxBuilderMixin:
+    """Replaces a tfds MNIST-family builder's download by local IDX files.
+
+    The builder keeps tfds's name, version and features, so the prepared dataset is
+    the one `tfds.builder(name)` finds afterwards.
+    """
+
+    def __init__(self, *, idx_dir: str, **kwargs):
+        self._idx_dir = Path(idx_dir)
+        super().__init__(**kwargs)
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        return [
+            tfds.core.SplitGenerator(name=split, gen_kwargs={"split": split})
+            for split in IDX_FILES
+        ]
+
+    def _generate_examples(self, split):
+        images, labels = read_idx_split(self._idx_dir, split)
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            yield index, {"image": image[..., None], "label": int(label)}
+
+
+class _LocalFashionMNIST(
+    _IdxBuilderMixin, tfds_mnist.FashionMNIST, skip_registration=True
+):
+    name = "fashion_mnist"
+
+
+class _LocalMNIST(_IdxBuilderMixin, tfds_mnist.MNIST, skip_registration=True):
+    name = "mnist"
+
+
+_LOCAL_BUILDERS = {"fashion_mnist": _LocalFashionMNIST, "mnist": _LocalMNIST}
+
+
+# Image directories
+
+
+def _load_image_directory(root, split, image_size, validation_fraction, seed):
+    class_root, subset = _directory_split(root, split, validation_fraction)
+    corrupt = _corrupt_images(class_root)
+    if corrupt:
+        listed = "\n  ".join(str(path) for path in corrupt[:20])
+        raise DatasetError(
+            f"{len(corrupt)} image file(s) under {class_root} cannot be decoded; "
+            f"remove or replace them:\n  {listed}"
+        )
+    dataset = keras.utils.image_dataset_from_directory(
+        class_root,
+        labels="inferred",
+        label_mode="int",
+        batch_size=None,
+        image_size=tuple(image_size),
+        shuffle=False,
+        validation_split=validation_fraction if subset else None,
+        subset=subset,
+        seed=seed,
+        verbose=False,
+    )
+    class_names = tuple(dataset.class_names)
+    dataset = dataset.map(
+        lambda image, label: (tf.cast(tf.round(image), tf.uint8), tf.cast(label, tf.int64))
+    )
+    info = DatasetInfo(
+        name=str(root),
+        class_names=class_names,
+        image_shape=(*image_size, 3),
+        num_examples=int(dataset.cardinality()) if dataset.cardinality() > 0 else None,
+    )
+    return dataset, info
+
+
+def _directory_split(root, split, validation_fraction):
+    """Returns (folder of class sub-folders, keras subset or None)."""
+    aliases = {"train": ("train", "training"), "validation": ("validation", "val"),
+               "test": ("test", "validation", "val")}
+    if split not in aliases:
+        raise DatasetError(
+            f"split must be one of {sorted(aliases)} for an image directory. "
+            f"Received: split={split!r}"
+        )
+    for folder in aliases[split]:
+        if (root / folder).is_dir():
+            return root / folder, None
+    if not 0 < validation_fraction < 1:
+        raise DatasetError(
+            "validation_fraction must be in (0, 1). "
+            f"Received: validation_fraction={validation_fraction!r}"
+        )
+    classes = [p for p in root.iterdir() if p.is_dir()]
+    if not classes:
+        raise DatasetError(
+            f"{root} holds no class sub-folders: put each class's images in "
+            f"{root}/<class name>/."
+        )
+    return root, "training" if split == "train" else "validation"
+
+
+def _corrupt_images(root):
+    from PIL import Image
+
+    corrupt = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception:  # PIL raises many types for bad files
+            corrupt.append(path)
+    return corrupt
