@@ -2,17 +2,18 @@
 
 `load(name, split)` returns a `tf.data.Dataset` of `(image uint8 HxWxC, label int64)`:
 
-- any tfds image-classification dataset by name (`fashion_mnist`, `mnist`, `cifar10`,
-  ...), prepared once into the tfds data dir (`TFDS_DATA_DIR` or `~/tensorflow_datasets`);
+- any tfds image-classification dataset by name (`fashion_mnist`, `mnist`,
+  `cifar10`, ...), prepared once into the tfds data dir (`TFDS_DATA_DIR` or
+  `~/tensorflow_datasets`);
 - a directory with one sub-folder of images per class, for users' own data.
 
-Offline, `fashion_mnist` (and `mnist`) are prepared by a small tfds builder of ours from
-the original IDX files, e.g. those Debian's `dataset-fashion-mnist` package installs under
-/usr/share/datasets/fashion-mnist (override with `FASHION_MNIST_DIR` / `MNIST_DIR`). The
-result is the same tfds dataset (same name, version and features) as a normal download,
-so everything downstream sees one dataset whichever way it came. With network, the normal
-tfds download path is used, but only after a bounded reachability probe: tfds itself
-retries for minutes before it gives up.
+Offline, `fashion_mnist` (and `mnist`) are prepared by a small tfds builder of ours
+from the original IDX files, e.g. those Debian's `dataset-fashion-mnist` package
+installs under /usr/share/datasets/fashion-mnist (override with `FASHION_MNIST_DIR` /
+`MNIST_DIR`). The result is the same tfds dataset (same name, version and features) as
+a normal download, so everything downstream sees one dataset whichever way it came.
+With network, the normal tfds download path is used, but only after a bounded
+reachability probe: tfds itself retries for minutes before it gives up.
 """
 
 from __future__ import annotations
@@ -369,7 +370,10 @@ def _load_image_directory(root, split, image_size, validation_fraction, seed):
     )
     class_names = tuple(dataset.class_names)
     dataset = dataset.map(
-        lambda image, label: (tf.cast(tf.round(image), tf.uint8), tf.cast(label, tf.int64))
+        lambda image, label: (
+            tf.cast(tf.round(image), tf.uint8),
+            tf.cast(label, tf.int64),
+        )
     )
     info = DatasetInfo(
         name=str(root),
@@ -382,8 +386,11 @@ def _load_image_directory(root, split, image_size, validation_fraction, seed):
 
 def _directory_split(root, split, validation_fraction):
     """Returns (folder of class sub-folders, keras subset or None)."""
-    aliases = {"train": ("train", "training"), "validation": ("validation", "val"),
-               "test": ("test", "validation", "val")}
+    aliases = {
+        "train": ("train", "training"),
+        "validation": ("validation", "val"),
+        "test": ("test", "validation", "val"),
+    }
     if split not in aliases:
         raise DatasetError(
             f"split must be one of {sorted(aliases)} for an image directory. "

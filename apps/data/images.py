@@ -69,9 +69,12 @@ def pipeline(
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
+        )
     dataset = dataset.batch(
-        batch_size, drop_remainder=training if drop_remainder is None else drop_remainder
+        batch_size,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
     )
     dataset = dataset.map(
         lambda images, labels: (
@@ -102,21 +105,25 @@ def make_augmenter(augment, seed=None) -> keras.Sequential:
     if "flip" in chosen:
         stack.append(kl.RandomFlip("horizontal", seed=seed, name="flip"))
     if "translate" in chosen:
-        stack.append(kl.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed,
-                                          name="translate"))
+        stack.append(
+            kl.RandomTranslation(
+                0.1, 0.1, fill_mode="constant", seed=seed, name="translate"
+            )
+        )
     if "zoom" in chosen:
         stack.append(kl.RandomZoom(0.1, fill_mode="constant", seed=seed, name="zoom"))
     if "rotate" in chosen:
-        stack.append(kl.RandomRotation(10 / 360, fill_mode="constant", seed=seed,
-                                       name="rotate"))
+        stack.append(
+            kl.RandomRotation(10 / 360, fill_mode="constant", seed=seed, name="rotate")
+        )
     return keras.Sequential(stack, name="augmentation")
 
 
 class _PadAndRandomCrop(kl.Layer):
     """Zero-pads each side by 1/8 of the image, then crops back at a random offset.
 
-    Each image gets its own offset; `crop_and_resize` with pixel-aligned boxes of the
-    original size copies pixels exactly and keeps the whole batch in one op.
+    Each image gets its own offset; two batched gathers copy the windows exactly and
+    keep the whole batch in two ops.
     """
 
     def __init__(self, seed=None, **kwargs):
@@ -131,21 +138,10 @@ class _PadAndRandomCrop(kl.Layer):
         offsets = tf.random.uniform(
             (batch, 2), 0, 2 * pad + 1, dtype=tf.int32, seed=self.seed
         )
-        top, left = tf.cast(offsets[:, 0], tf.float32), tf.cast(offsets[:, 1], tf.float32)
-        span_h = tf.cast(height + 2 * pad - 1, tf.float32)
-        span_w = tf.cast(width + 2 * pad - 1, tf.float32)
-        boxes = tf.stack(
-            [
-                top / span_h,
-                left / span_w,
-                (top + tf.cast(height - 1, tf.float32)) / span_h,
-                (left + tf.cast(width - 1, tf.float32)) / span_w,
-            ],
-            axis=1,
-        )
-        return tf.image.crop_and_resize(
-            padded, boxes, tf.range(batch), tf.stack([height, width])
-        )
+        rows = offsets[:, :1] + tf.range(height)[None]
+        columns = offsets[:, 1:] + tf.range(width)[None]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(cropped, columns, axis=2, batch_dims=1)
 
 
 def _fit_image(image, image_size, channels, resize_mode):
@@ -190,7 +186,8 @@ def _augment(images, augmenter):
 def _validate(batch_size, resize_mode, normalization, augment, shuffle_buffer):
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
-            f"batch_size must be a positive integer. Received: batch_size={batch_size!r}"
+            "batch_size must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
         )
     if resize_mode not in RESIZE_MODES:
         raise ValueError(

@@ -1,0 +1,135 @@
+"""apps.data.images: the input pipeline and its augmentations."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apps.data import images, pipeline
+
+
+def _examples(count=20, size=28, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (count, size, size, channels), np.uint8)
+    labels = np.arange(count) % 10
+    return tf.data.Dataset.from_tensor_slices((pixels, labels)), pixels
+
+
+def test_batches_are_normalised_float32():
+    dataset, pixels = _examples()
+    batch, labels = next(iter(pipeline(dataset, batch_size=8)))
+    assert batch.shape == (8, 28, 28, 1) and batch.dtype == tf.float32
+    assert labels.dtype == tf.int64
+    np.testing.assert_allclose(batch.numpy(), pixels[:8] / 255.0, atol=1e-6)
+    symmetric, _ = next(
+        iter(pipeline(dataset, batch_size=8, normalization="symmetric"))
+    )
+    np.testing.assert_allclose(symmetric.numpy(), pixels[:8] / 127.5 - 1, atol=1e-6)
+
+
+def test_training_drops_partial_batch_and_evaluation_keeps_it():
+    dataset, _ = _examples(count=20)
+    assert [len(y) for _, y in pipeline(dataset, batch_size=8)] == [8, 8, 4]
+    assert [len(y) for _, y in pipeline(dataset, batch_size=8, training=True)] == [8, 8]
+
+
+def test_pad_mode_places_image_in_centre_without_interpolation():
+    dataset, pixels = _examples()
+    batch, _ = next(
+        iter(
+            pipeline(
+                dataset,
+                batch_size=2,
+                image_size=(32, 32),
+                resize_mode="pad",
+                normalization="none",
+            )
+        )
+    )
+    np.testing.assert_array_equal(batch.numpy()[:, 2:30, 2:30], pixels[:2])
+    assert float(tf.reduce_sum(batch[:, :2])) == 0.0
+
+
+def test_resize_and_channel_conversion():
+    dataset, _ = _examples()
+    batch, _ = next(
+        iter(pipeline(dataset, batch_size=4, image_size=(64, 48), channels=3))
+    )
+    assert batch.shape == (4, 64, 48, 3)
+    np.testing.assert_array_equal(batch[..., 0], batch[..., 2])
+
+
+def test_seeded_shuffle_is_reproducible_and_reshuffles_each_epoch():
+    dataset, _ = _examples(count=64)
+
+    def order(seed):
+        data = pipeline(dataset, batch_size=64, training=True, seed=seed)
+        return [tuple(labels.numpy()) for _, labels in data.repeat(2)]
+
+    first, again = order(3), order(3)
+    assert first == again
+    assert first[0] != first[1]  # a new order each epoch
+
+
+def test_crop_augmentation_shifts_each_image_exactly():
+    dataset, pixels = _examples(count=16, size=16)
+    data = pipeline(
+        dataset,
+        batch_size=16,
+        training=True,
+        augment=("crop",),
+        seed=1,
+        normalization="none",
+        shuffle_buffer=1,
+    )
+    batch = next(iter(data))[0].numpy()
+    padded = np.pad(pixels, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    offsets = set()
+    for image, source in zip(batch, padded, strict=True):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(image, source[dy : dy + 16, dx : dx + 16])
+        ]
+        assert matches, "a crop is not an exact window of the padded image"
+        offsets.add(matches[0])
+    assert len(offsets) > 1  # each image gets its own offset
+
+
+@pytest.mark.parametrize("name", images.AUGMENTATIONS)
+def test_each_augmentation_keeps_shape_and_range(name):
+    dataset, _ = _examples(count=8, size=28, channels=3)
+    batch, _ = next(
+        iter(pipeline(dataset, batch_size=8, training=True, augment=(name,), seed=0))
+    )
+    assert batch.shape == (8, 28, 28, 3)
+    assert 0.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 1.0
+
+
+def test_augmentation_is_off_for_evaluation():
+    dataset, pixels = _examples()
+    batch, _ = next(iter(pipeline(dataset, batch_size=4, augment=("rotate", "flip"))))
+    np.testing.assert_allclose(batch.numpy(), pixels[:4] / 255.0, atol=1e-6)
+
+
+def test_parse_augment():
+    assert images.parse_augment("flip, crop") == ("flip", "crop")
+    assert images.parse_augment("none") == ()
+    with pytest.raises(ValueError, match="augment must name some of"):
+        images.parse_augment("flip,blur")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"resize_mode": "stretch"}, "resize_mode must be one of"),
+        ({"normalization": "zscore"}, "normalization must be one of"),
+        ({"augment": ("mixup",)}, "augment must name some of"),
+        ({"shuffle_buffer": 0}, "shuffle_buffer must be a positive integer"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    dataset, _ = _examples()
+    with pytest.raises(ValueError, match=message):
+        pipeline(dataset, **kwargs)
