@@ -1,16 +1,26 @@
-"""Shared test set-up: quiet TensorFlow, one tfds data dir per test session."""
+"""Shared test set-up: quiet TensorFlow, one tfds data dir per test session.
+
+TFDS_DATA_DIR is read when tensorflow_datasets is imported, so it is set here, before
+any test module imports it: every test (and every command a test runs in-process)
+prepares and reads datasets in this session's own directory, never the user's.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_DATA_DIR = tempfile.mkdtemp(prefix="tfds-tests-")
+os.environ["TFDS_DATA_DIR"] = _DATA_DIR
 
 import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tfds_data_dir(tmp_path_factory):
-    """A tfds data dir for the session; Fashion-MNIST is prepared into it once."""
-    return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+def tfds_data_dir():
+    """The session's tfds data dir (also TFDS_DATA_DIR); removed at the end."""
+    yield _DATA_DIR
+    shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ the training step (prefetch).
 
 from __future__ import annotations
 
+import random
+
 import keras
 import tensorflow as tf
 from keras import layers as kl
@@ -31,7 +33,8 @@ def pipeline(
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
     cache: bool | str = True,
-    drop_remainder: bool | None = None,
+    drop_remainder: bool = False,
+    start_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Turns `(uint8 HxWxC image, label)` examples into batches for a model.
 
@@ -39,7 +42,11 @@ def pipeline(
         dataset: unbatched examples, as `apps.data.load` returns them.
         batch_size: examples per batch (per replica batching is the training core's
             business: pass the global batch here).
-        training: shuffle, augment and drop the last partial batch.
+        training: an endless stream of epochs, each shuffled, augmented, and cut
+            into full batches; train with `steps_per_epoch=epoch_steps(...)`.
+            Epoch e's order depends only on `(seed, e)`, never on how many
+            iterators were made before (tf.distribute and Keras make extra ones), so
+            1 or N replicas, and a run resumed at `start_epoch`, see the same data.
         image_size: `(height, width)` the model expects; None keeps the dataset's.
         channels: 1 or 3 to convert grayscale <-> RGB; None keeps the dataset's.
         resize_mode: `"resize"` (bilinear) or `"pad"` (zero-pad or centre-crop, e.g.
@@ -52,7 +59,8 @@ def pipeline(
         shuffle_buffer: examples in the shuffle buffer.
         seed: seeds the shuffle and the augmentations.
         cache: True caches in memory, a string caches to that file, False not at all.
-        drop_remainder: defaults to `training`.
+        drop_remainder: evaluation only: drop the last partial batch.
+        start_epoch: training only: the first epoch of the stream (resuming).
 
     Returns:
         A dataset of `(float32 images (B, H, W, C), int64 labels (B,))`.
@@ -69,13 +77,9 @@ def pipeline(
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
     if training:
-        dataset = dataset.shuffle(
-            shuffle_buffer, seed=seed, reshuffle_each_iteration=True
-        )
-    dataset = dataset.batch(
-        batch_size,
-        drop_remainder=training if drop_remainder is None else drop_remainder,
-    )
+        dataset = _epochs(dataset, batch_size, shuffle_buffer, seed, start_epoch)
+    else:
+        dataset = dataset.batch(batch_size, drop_remainder=bool(drop_remainder))
     dataset = dataset.map(
         lambda images, labels: (
             _augment(_normalize(images, normalization), augmenter),
@@ -84,6 +88,42 @@ def pipeline(
         num_parallel_calls=AUTOTUNE,
     )
     return dataset.prefetch(AUTOTUNE)
+
+
+def _epochs(examples, batch_size, shuffle_buffer, seed, start_epoch):
+    base_seed = random.randrange(2**31) if seed is None else int(seed)
+
+    def one_epoch(epoch):
+        # The shuffle's seed pair becomes (1, epoch seed): a tensor op seed next to a
+        # global seed of 0 (`--seed 0`) trips TF's seed handling, and the epoch's
+        # order should depend on our seed alone.
+        tf.compat.v1.get_default_graph().seed = 1
+        epoch_seed = tf.constant(base_seed, tf.int64) * 1_000_003 + epoch
+        shuffled = examples.shuffle(
+            shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
+        )
+        return shuffled.batch(batch_size, drop_remainder=True)
+
+    return tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch)
+
+
+def epoch_steps(num_examples: int, batch_size: int) -> int:
+    """Full batches per training epoch (the last partial batch is dropped)."""
+    steps = num_examples // batch_size
+    if steps < 1:
+        raise ValueError(
+            f"the training split has {num_examples} examples, fewer than one batch "
+            f"of {batch_size}. Lower --batch-size."
+        )
+    return steps
+
+
+def count_examples(dataset: tf.data.Dataset) -> int:
+    """The number of examples, from the cardinality when known, else by counting."""
+    known = int(dataset.cardinality())
+    if known >= 0:
+        return known
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
 def parse_augment(spec: str | None) -> tuple[str, ...]:
@@ -142,6 +182,24 @@ class _PadAndRandomCrop(kl.Layer):
         columns = offsets[:, 1:] + tf.range(width)[None]
         cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
         return tf.gather(cropped, columns, axis=2, batch_dims=1)
+
+
+def preprocess(
+    images,
+    *,
+    image_size=None,
+    channels=None,
+    resize_mode="resize",
+    normalization="unit",
+):
+    """The pipeline's deterministic preprocessing for uint8 images outside training
+    (prediction, test-time augmentation, the export's image-bytes signature).
+
+    `images`: one uint8 image (H, W, C) or a batch (B, H, W, C).
+    """
+    return _normalize(
+        _fit_image(images, image_size, channels, resize_mode), normalization
+    )
 
 
 def _fit_image(image, image_size, channels, resize_mode):

@@ -10,7 +10,7 @@ from apps.data import images, pipeline
 def _examples(count=20, size=28, channels=1, seed=0):
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (count, size, size, channels), np.uint8)
-    labels = np.arange(count) % 10
+    labels = np.arange(count)  # distinct, so that orders can be compared
     return tf.data.Dataset.from_tensor_slices((pixels, labels)), pixels
 
 
@@ -26,10 +26,24 @@ def test_batches_are_normalised_float32():
     np.testing.assert_allclose(symmetric.numpy(), pixels[:8] / 127.5 - 1, atol=1e-6)
 
 
-def test_training_drops_partial_batch_and_evaluation_keeps_it():
+def test_training_is_an_endless_stream_of_full_batches():
     dataset, _ = _examples(count=20)
     assert [len(y) for _, y in pipeline(dataset, batch_size=8)] == [8, 8, 4]
-    assert [len(y) for _, y in pipeline(dataset, batch_size=8, training=True)] == [8, 8]
+    training = pipeline(dataset, batch_size=8, training=True, seed=0)
+    epochs = [labels.numpy() for _, labels in training.take(6)]
+    assert all(len(labels) == 8 for labels in epochs)
+    # 2 full batches per epoch; each epoch draws 16 distinct examples of the 20.
+    for first, second in zip(epochs[::2], epochs[1::2], strict=True):
+        assert len(set(first.tolist() + second.tolist())) == 16
+    assert images.epoch_steps(20, 8) == 2
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        images.epoch_steps(5, 8)
+
+
+def test_count_examples():
+    dataset, _ = _examples(count=20)
+    assert images.count_examples(dataset) == 20
+    assert images.count_examples(dataset.filter(lambda x, y: y < 5)) == 5
 
 
 def test_pad_mode_places_image_in_centre_without_interpolation():
@@ -58,16 +72,20 @@ def test_resize_and_channel_conversion():
     np.testing.assert_array_equal(batch[..., 0], batch[..., 2])
 
 
-def test_seeded_shuffle_is_reproducible_and_reshuffles_each_epoch():
+def test_epoch_order_depends_only_on_seed_and_epoch():
     dataset, _ = _examples(count=64)
 
-    def order(seed):
-        data = pipeline(dataset, batch_size=64, training=True, seed=seed)
-        return [tuple(labels.numpy()) for _, labels in data.repeat(2)]
+    def order(seed, start_epoch=0):
+        data = pipeline(
+            dataset, batch_size=64, training=True, seed=seed, start_epoch=start_epoch
+        )
+        return [tuple(labels.numpy()) for _, labels in data.take(3)]
 
-    first, again = order(3), order(3)
-    assert first == again
+    first = order(3)
+    assert first == order(3)  # a new iterator replays the same epochs
     assert first[0] != first[1]  # a new order each epoch
+    assert order(3, start_epoch=1) == first[1:] + order(3, start_epoch=3)[:1]
+    assert order(4) != first
 
 
 def test_crop_augmentation_shifts_each_image_exactly():

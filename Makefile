@@ -1,0 +1,29 @@
+# Everything a fresh machine needs, in one word each:
+#   make test   install (apt + pip), then run the test suite (the command CI runs)
+#   make demo   install, then train LeNet-5 on Fashion-MNIST, evaluate it and export it
+#   make bench  install with the benchmark extras, then run the benchmarks
+PYTHON ?= python3
+RUN ?= runs/lenet5-fashion-mnist
+
+.PHONY: install test test-all demo bench
+
+install:
+	bash scripts/install.sh
+
+test: install
+	$(PYTHON) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-all: install
+	$(PYTHON) -m pytest -q
+
+demo: install
+	$(PYTHON) -m apps.classify train --model lenet5 --dataset fashion_mnist \
+		--epochs 10 --seed 0 --output $(RUN)
+	$(PYTHON) -m apps.classify evaluate --model-path $(RUN)/model.keras \
+		--dataset fashion_mnist
+	$(PYTHON) -m apps.classify export --model-path $(RUN)/model.keras \
+		--name lenet5
+
+bench:
+	EXTRAS=test,bench bash scripts/install.sh
+	for script in benchmarks/*.py; do $(PYTHON) $$script || exit 1; done

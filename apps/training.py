@@ -1,0 +1,481 @@
+"""The one training core: devices, strategy, optimiser, compile, callbacks, run dir.
+
+Every command that trains (classify, generate, translate, tuning) goes through here, so
+that one CPU, several GPUs (MirroredStrategy) and several machines (TF_CONFIG) run the
+same code, and every run directory looks the same:
+
+    run_dir/
+      model.keras          the final model          best.keras     best on validation
+      history.csv          one row per epoch        metrics.json   what came out
+      run.json             arguments, versions      tensorboard/   TensorBoard logs
+      backup/              BackupAndRestore state (removed when the run ends well)
+
+Typical use (the order matters: devices first, before TensorFlow initialises them):
+
+>>> options = TrainOptions(epochs=2, batch_size=64, strategy="mirrored", devices=2)
+>>> strategy = setup(options)
+>>> with strategy.scope():
+...     model = apps.build("lenet5", classes=10)
+...     compile_model(model, options)
+>>> history = fit(model, train_ds, val_ds, run_dir, options)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
+DEFAULT_LEARNING_RATES = {
+    "sgd": 0.01,
+    "momentum": 0.01,
+    "adam": 1e-3,
+    "adagrad": 0.01,
+    "rmsprop": 1e-3,
+}
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+NAN_ADVICE = (
+    "Try a smaller --learning-rate (e.g. 10x lower), gradient-friendly settings "
+    "(--optimizer adam, BatchNorm variants), or check the input data for NaN/Inf. "
+    "The last good state is kept in the run directory: re-running the same command "
+    "resumes from it."
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says what happened and what to try."""
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """Everything the core needs to know about how to train.
+
+    Attributes mirror the command-line flags of `python -m apps.classify train`.
+    `batch_size` is per replica; the global batch is `batch_size * replicas`.
+    """
+
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 128
+    learning_rate: float | None = None
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    early_stopping: int | None = None
+    strategy: str = "auto"
+    devices: int | None = None
+    mixed_precision: bool = False
+    jit: bool = False
+    steps_per_execution: int = 1
+    seed: int | None = None
+    verbose: str | int = "auto"
+
+    def __post_init__(self):
+        _require_positive("epochs", self.epochs)
+        _require_positive("batch_size", self.batch_size)
+        _require_positive("steps_per_execution", self.steps_per_execution)
+        if self.steps_per_epoch is not None:
+            _require_positive("steps_per_epoch", self.steps_per_epoch)
+        if self.early_stopping is not None:
+            _require_positive("early_stopping", self.early_stopping)
+        if self.devices is not None:
+            _require_positive("devices", self.devices)
+        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _require_choice("strategy", self.strategy, STRATEGIES)
+        _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(
+                "learning_rate must be > 0. "
+                f"Received: learning_rate={self.learning_rate!r}"
+            )
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError(
+                "weight_decay must be in [0, 1). "
+                f"Received: weight_decay={self.weight_decay!r}"
+            )
+
+    @property
+    def resolved_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES[self.optimizer]
+
+
+def _require_positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive integer. Received: {name}={value!r}"
+        )
+
+
+def _require_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
+
+
+# Devices and strategy
+
+
+def setup(options: TrainOptions) -> tf.distribute.Strategy:
+    """Seeds, splits CPUs into logical devices, sets precision; returns the strategy.
+
+    Must run before TensorFlow initialises its devices (before any op runs).
+    """
+    if options.seed is not None:
+        keras.utils.set_random_seed(options.seed)
+        tf.config.experimental.enable_op_determinism()
+    if options.devices and options.devices > 1:
+        split_cpu(options.devices)
+    if options.mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision_policy())
+    return make_strategy(options.strategy, options.devices)
+
+
+def split_cpu(devices: int) -> None:
+    """Splits the CPU into `devices` logical devices (so MirroredStrategy runs on CPU).
+
+    Does nothing when GPUs are visible (they are the devices then).
+    """
+    if tf.config.list_physical_devices("GPU"):
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == devices:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError as error:
+        raise TrainingError(
+            f"cannot split the CPU into {devices} devices: TensorFlow is already "
+            "initialised. Call apps.training.setup() before running any TF op."
+        ) from error
+
+
+def mixed_precision_policy() -> str:
+    """mixed_float16 on GPUs; mixed_bfloat16 on CPUs, where float16 is emulated."""
+    return (
+        "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    )
+
+
+def make_strategy(name: str = "auto", devices: int | None = None):
+    """Returns the tf.distribute strategy for `name` (see `STRATEGIES`).
+
+    `auto`: MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy when
+    more than one GPU (or, with `devices`, logical CPU) is visible, else the default.
+    """
+    _require_choice("strategy", name, STRATEGIES)
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multi-worker"
+        elif len(_compute_devices(devices)) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    compute = _compute_devices(devices)
+    return tf.distribute.MirroredStrategy(
+        devices=compute,
+        cross_device_ops=None if _has_gpus() else tf.distribute.ReductionToOneDevice(),
+    )
+
+
+def _has_gpus():
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _compute_devices(devices):
+    kind = "GPU" if _has_gpus() else "CPU"
+    names = [device.name for device in tf.config.list_logical_devices(kind)]
+    if devices is not None:
+        if devices > len(names):
+            raise ValueError(
+                f"devices={devices} but only {len(names)} {kind} device(s) are "
+                "visible. Lower --devices."
+            )
+        names = names[:devices]
+    return names
+
+
+def replicas(strategy) -> int:
+    return strategy.num_replicas_in_sync
+
+
+# Optimiser and compile
+
+
+def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
+    """The optimiser named in `options`, with decoupled weight decay if asked."""
+    common = {"learning_rate": options.resolved_learning_rate}
+    if options.weight_decay:
+        common["weight_decay"] = options.weight_decay
+    if options.optimizer == "sgd":
+        return keras.optimizers.SGD(**common)
+    if options.optimizer == "momentum":
+        return keras.optimizers.SGD(momentum=options.momentum, nesterov=True, **common)
+    if options.optimizer == "adam":
+        return keras.optimizers.Adam(**common)
+    if options.optimizer == "adagrad":
+        return keras.optimizers.Adagrad(**common)
+    return keras.optimizers.RMSprop(**common)
+
+
+def compile_classifier(model: keras.Model, options: TrainOptions, loss_weights=None):
+    """Compiles an image/sequence classifier; extra outputs get `loss_weights`.
+
+    For a model with several outputs (GoogLeNet's auxiliary heads), the first output
+    is the main one: loss = main + sum(weight * aux), accuracy reported on the main
+    output only. `loss_weights` maps output names to weights (missing -> 1.0).
+    """
+    names = output_names(model)
+    if len(names) == 1:
+        loss, weights = "sparse_categorical_crossentropy", None
+        metrics = [
+            "accuracy",
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
+        ]
+    else:
+        loss = {name: "sparse_categorical_crossentropy" for name in names}
+        weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in names}
+        metrics = {names[0]: ["accuracy"]}
+    model.compile(
+        optimizer=make_optimizer(options),
+        loss=loss,
+        loss_weights=weights,
+        metrics=metrics,
+        jit_compile=options.jit,
+        steps_per_execution=options.steps_per_execution,
+    )
+    return model
+
+
+def output_names(model: keras.Model) -> list[str]:
+    return [tensor._keras_history.operation.name for tensor in model.outputs]
+
+
+def labels_for_outputs(dataset: tf.data.Dataset, model: keras.Model):
+    """Repeats the label for every output of a multi-output classifier."""
+    names = output_names(model)
+    if len(names) == 1:
+        return dataset
+    return dataset.map(lambda x, y: (x, {name: y for name in names}))
+
+
+# Callbacks
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss by raising, never by `stop_training`.
+
+    Keras's TerminateOnNaN stops gracefully, which runs `on_train_end`, and
+    BackupAndRestore deletes its backup there (keras-team/keras#21771): the last good
+    state would be lost. An exception skips `on_train_end`, so the backup survives.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingError(
+                f"the loss became {float(loss)} at batch {batch}. {NAN_ADVICE}"
+            )
+
+
+class Throughput(keras.callbacks.Callback):
+    """Measures training images per second, leaving out the first (tracing) epoch."""
+
+    def __init__(self, global_batch_size: int):
+        super().__init__()
+        self.global_batch_size = global_batch_size
+        self.epoch_times: list[tuple[float, int]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_times.append((time.perf_counter() - self._start, self._steps))
+
+    @property
+    def images_per_second(self) -> float | None:
+        measured = self.epoch_times[1:] or self.epoch_times
+        seconds = sum(duration for duration, _ in measured)
+        steps = sum(count for _, count in measured)
+        if not seconds or not steps:
+            return None
+        return steps * self.global_batch_size / seconds
+
+
+def cosine_schedule(base: float, epochs: int):
+    """Cosine decay per epoch, from `base` to 1 % of it; a pure function of the epoch,
+    so a resumed run gets exactly the learning rate it would have had."""
+
+    def schedule(epoch, learning_rate=None):
+        progress = min(epoch / max(epochs, 1), 1.0)
+        return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return schedule
+
+
+def make_callbacks(
+    run_dir: Path,
+    options: TrainOptions,
+    throughput: Throughput,
+    monitor: str = "val_loss",
+) -> list[keras.callbacks.Callback]:
+    """The standard callbacks of every run (see the module docstring's layout)."""
+    callbacks = [
+        NaNGuard(),
+        throughput,
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.keras"), monitor=monitor, save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+    ]
+    if options.lr_schedule == "cosine":
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(
+                cosine_schedule(options.resolved_learning_rate, options.epochs)
+            )
+        )
+    elif options.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=2))
+    if options.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=options.early_stopping,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+# Fit and the run directory
+
+
+def fit(
+    model,
+    train,
+    validation,
+    run_dir,
+    options: TrainOptions,
+    *,
+    strategy=None,
+    extra_callbacks=(),
+):
+    """Trains `model` (compiled, built in `strategy`'s scope) and records the run.
+
+    Args:
+        train, validation: batched datasets, batched with the *global* batch size.
+        run_dir: the run directory; re-running with the same one resumes.
+        options: the TrainOptions.
+        strategy: the strategy the model was built under (for `replicas`).
+        extra_callbacks: more callbacks (e.g. a GAN's sample-grid writer).
+
+    Returns:
+        `(history dict, Throughput)`.
+
+    Raises:
+        TrainingError: on a non-finite loss (the last good state is kept).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    throughput = Throughput(options.batch_size * replicas(strategy))
+    monitor = "val_loss" if validation is not None else "loss"
+    callbacks = make_callbacks(run_dir, options, throughput, monitor)
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=options.epochs,
+        steps_per_epoch=options.steps_per_epoch,
+        callbacks=[*callbacks, *extra_callbacks],
+        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data stream
+        verbose=_verbosity(options.verbose),
+    )
+    model.save(run_dir / "model.keras")
+    return history.history, throughput
+
+
+def _verbosity(verbose):
+    """A progress bar on a terminal, one line per epoch in a log file."""
+    if verbose != "auto":
+        return verbose
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2
+
+
+def read_history(run_dir) -> dict[str, list[float]]:
+    """The whole history of a run from history.csv (all sessions of a resumed run)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return {}
+    import csv
+
+    with open(path, newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()]
+    by_epoch = {int(row["epoch"]): row for row in rows}  # a resumed epoch: last wins
+    ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
+    return {
+        key: [_number(row[key]) for row in ordered]
+        for key in (ordered[0] if ordered else {})
+        if key != "epoch"
+    }
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # CSVLogger writes "NA" for a missing value
+        return float("nan")
+
+
+def write_json(path, data) -> None:
+    """Writes JSON atomically (temporary file, then os.replace)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
+    os.replace(temporary, path)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with every run."""
+    import keras_tuner
+    import tensorflow_datasets
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": tensorflow_datasets.__version__,
+        "keras_tuner": keras_tuner.__version__,
+        "numpy": np.__version__,
+    }

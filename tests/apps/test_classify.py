@@ -1,0 +1,288 @@
+"""python -m apps.classify: tiny real runs on Fashion-MNIST, resume, predict, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps import classify
+
+TINY = [
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "3",
+    "--eval-steps",
+    "2",
+    "--batch-size",
+    "16",
+    "--seed",
+    "0",
+]
+
+
+def _train(output, *extra):
+    argv = [
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "fashion_mnist",
+        *TINY,
+        "--output",
+        str(output),
+        *extra,
+    ]
+    return classify.main(argv)
+
+
+@pytest.fixture(scope="module")
+def trained_run(fashion_mnist, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("lenet5")
+    assert _train(run_dir) == 0
+    return run_dir
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in (
+        "model.keras",
+        "best.keras",
+        "metrics.json",
+        "history.csv",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "preprocessing.json",
+        "run.json",
+    ):
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "tensorboard").rglob("events.out.tfevents*"))
+    assert not (trained_run / "backup").exists()  # a finished run keeps no backup
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "batch_size",
+        "replicas",
+        "images_per_second",
+        "wall_seconds",
+        "arguments",
+        "versions",
+    ):
+        assert key in metrics, key
+    assert metrics["epochs"] == 2 and metrics["replicas"] == 1
+    assert metrics["test_examples"] == 32
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["versions"]["keras"].startswith("3.")
+    assert len(metrics["per_class_accuracy"]) == 10
+
+
+def test_finished_run_is_not_overwritten(trained_run, capsys):
+    before = (trained_run / "metrics.json").read_text()
+    assert _train(trained_run) == 0
+    assert "holds a finished run" in capsys.readouterr().out
+    assert (trained_run / "metrics.json").read_text() == before
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "10crop"])
+def test_evaluate_with_test_time_augmentation(trained_run, capsys, tta):
+    code = classify.main(
+        [
+            "evaluate",
+            "--model-path",
+            str(trained_run / "model.keras"),
+            "--dataset",
+            "fashion_mnist",
+            "--steps",
+            "1",
+            "--tta",
+            tta,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"tta={tta}: accuracy" in out and "Ankle boot" in out
+
+
+def test_tta_views():
+    images = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
+    views = classify.tta_views(images, "10crop")
+    assert len(views) == 10 and all(view.shape == images.shape for view in views)
+    np.testing.assert_allclose(
+        classify.tta_views(images, "flip")[1], images[:, :, ::-1]
+    )
+
+
+def test_predict_reports_corrupt_files_and_goes_on(trained_run, tmp_path, capsys):
+    good = tmp_path / "shirt.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(good)
+    colour = tmp_path / "big.jpg"
+    Image.fromarray(np.zeros((60, 40, 3), np.uint8)).save(colour)
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    code = classify.main(
+        [
+            "predict",
+            "--model-path",
+            str(trained_run / "model.keras"),
+            str(good),
+            str(corrupt),
+            str(colour),
+            str(tmp_path / "missing.png"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{good}: " in captured.out and f"{colour}: " in captured.out
+    assert "%" in captured.out
+    assert f"{corrupt}: error: not a readable PNG/JPEG" in captured.err
+    assert "missing.png: error: no such file" in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "lenet-5"], "Did you mean 'lenet5'"),
+        (["--dataset", "fashion_mnst"], "Did you mean: fashion_mnist"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--model", "alexnet", "--model-option", "resize=False"], "at least"),
+        (["--model-option", "kernel=7"], "does not take ['kernel']"),
+        (["--augment", "blur"], "augment must name some of"),
+        (["--epochs", "-1"], "epochs must be a positive integer"),
+    ],
+)
+def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):
+    base = {"--model": "lenet5", "--dataset": "fashion_mnist"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        if flag in base:
+            base[flag] = value
+    extra = [
+        item
+        for flag, value in zip(argv[::2], argv[1::2], strict=True)
+        if flag not in ("--model", "--dataset")
+        for item in (flag, value)
+    ]
+    argv = [
+        "train",
+        "--model",
+        base["--model"],
+        "--dataset",
+        base["--dataset"],
+        "--output",
+        str(tmp_path / "run"),
+        *extra,
+    ]
+    assert classify.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+
+def test_unknown_optimizer_is_refused_by_the_parser(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, "--optimizer", "lbfgs")
+    assert exit_info.value.code == 2
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path, capsys):
+    code = classify.main(
+        ["predict", "--model-path", str(tmp_path / "no.keras"), "x.png"]
+    )
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "apps.classify", *args]
+
+
+def _run_metrics(tmp_path, name, *extra):
+    output = tmp_path / name
+    command = _cli(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "4",
+        "--eval-steps",
+        "1",
+        "--seed",
+        "0",
+        "--validation-split",
+        "0",
+        "--output",
+        str(output),
+        *extra,
+    )
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return json.loads((output / "metrics.json").read_text())
+
+
+def test_mirrored_on_two_logical_cpus_matches_one_device(fashion_mnist, tmp_path):
+    single = _run_metrics(tmp_path, "single", "--batch-size", "32")
+    mirrored = _run_metrics(
+        tmp_path,
+        "mirrored",
+        "--batch-size",
+        "16",
+        "--strategy",
+        "mirrored",
+        "--devices",
+        "2",
+    )
+    assert single["replicas"] == 1 and mirrored["replicas"] == 2
+    assert mirrored["global_batch_size"] == single["global_batch_size"] == 32
+    assert mirrored["test_loss"] == pytest.approx(single["test_loss"], rel=1e-4)
+    assert mirrored["final"]["loss"] == pytest.approx(single["final"]["loss"], rel=1e-4)
+
+
+def test_killed_run_resumes_and_finishes(fashion_mnist, tmp_path):
+    output = tmp_path / "killed"
+    command = _cli(
+        "train",
+        "--model",
+        "lenet5",
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "40",
+        "--eval-steps",
+        "1",
+        "--batch-size",
+        "32",
+        "--seed",
+        "0",
+        "--output",
+        str(output),
+    )
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    history = output / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 2:
+            break  # at least one epoch done: kill it mid-way
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (output / "metrics.json").exists()
+    assert (output / "backup").is_dir()
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["epochs"] == 4
+    assert not (output / "backup").exists()
