@@ -288,11 +288,11 @@ class NaNGuard(keras.callbacks.Callback):
     """
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingError(
-                f"the loss became {float(loss)} at batch {batch}. {NAN_ADVICE}"
-            )
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and not math.isfinite(float(value)):
+                raise TrainingError(
+                    f"{name} became {float(value)} at batch {batch}. {NAN_ADVICE}"
+                )
 
 
 class Throughput(keras.callbacks.Callback):
@@ -381,6 +381,7 @@ def fit(
     *,
     strategy=None,
     extra_callbacks=(),
+    monitor=None,
 ):
     """Trains `model` (compiled, built in `strategy`'s scope) and records the run.
 
@@ -390,6 +391,8 @@ def fit(
         options: the TrainOptions.
         strategy: the strategy the model was built under (for `replicas`).
         extra_callbacks: more callbacks (e.g. a GAN's sample-grid writer).
+        monitor: the log key for the best checkpoint, the LR plateau and early
+            stopping; default `val_loss`, or `loss` without validation data.
 
     Returns:
         `(history dict, Throughput)`.
@@ -401,7 +404,8 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
     throughput = Throughput(options.batch_size * replicas(strategy))
-    monitor = "val_loss" if validation is not None else "loss"
+    if monitor is None:
+        monitor = "val_loss" if validation is not None else "loss"
     callbacks = make_callbacks(run_dir, options, throughput, monitor)
     history = model.fit(
         train,
