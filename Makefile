@@ -3,7 +3,7 @@
 #   make demo   install, then train LeNet-5 on Fashion-MNIST, evaluate it and export it
 #   make bench  install with the benchmark extras, then run the benchmarks
 PYTHON ?= python3
-RUN ?= runs/lenet5-fashion-mnist
+RUN ?= runs/lenet5
 
 .PHONY: install test test-all demo bench
 
@@ -18,7 +18,8 @@ test-all: install
 
 demo: install
 	$(PYTHON) -m apps.classify train --model lenet5 --dataset fashion_mnist \
-		--epochs 10 --seed 0 --output $(RUN)
+		--model-option activation=relu --model-option pool_type=max \
+		--augment flip --epochs 20 --seed 0 --output $(RUN)
 	$(PYTHON) -m apps.classify evaluate --model-path $(RUN)/model.keras \
 		--dataset fashion_mnist
 	$(PYTHON) -m apps.classify export --model-path $(RUN)/model.keras \

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only; no display on servers
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -40,6 +41,7 @@ def plot_learning_curves(history: dict[str, list[float]], path) -> Path:
         if f"val_{key}" in history:
             axis.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
         axis.set(xlabel="epoch", ylabel=key, title=key)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
