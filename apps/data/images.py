@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import random
 
-import keras
 import tensorflow as tf
-from keras import layers as kl
 
-AUGMENTATIONS = ("flip", "translate", "zoom", "rotate", "crop")
+from apps.data.augment import AUGMENTATIONS, augment_batch
+
 NORMALIZATIONS = ("unit", "symmetric", "none")
 RESIZE_MODES = ("resize", "pad")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -66,7 +65,6 @@ def pipeline(
         A dataset of `(float32 images (B, H, W, C), int64 labels (B,))`.
     """
     _validate(batch_size, resize_mode, normalization, augment, shuffle_buffer)
-    augmenter = make_augmenter(augment, seed) if training and augment else None
     dataset = dataset.map(
         lambda image, label: (
             _fit_image(image, image_size, channels, resize_mode),
@@ -76,14 +74,19 @@ def pipeline(
     )
     if cache:
         dataset = dataset.cache(cache if isinstance(cache, str) else "")
-    if training:
-        dataset = _epochs(dataset, batch_size, shuffle_buffer, seed, start_epoch)
-    else:
+    if not training:
         dataset = dataset.batch(batch_size, drop_remainder=bool(drop_remainder))
+        dataset = dataset.map(
+            lambda images, labels: (_normalize(images, normalization), labels),
+            num_parallel_calls=AUTOTUNE,
+        )
+        return dataset.prefetch(AUTOTUNE)
+    augment = tuple(augment)
+    dataset = _epochs(dataset, batch_size, shuffle_buffer, seed, start_epoch)
     dataset = dataset.map(
-        lambda images, labels: (
-            _augment(_normalize(images, normalization), augmenter),
-            labels,
+        lambda batch, key: (
+            _augment(_normalize(batch[0], normalization), augment, key),
+            batch[1],
         ),
         num_parallel_calls=AUTOTUNE,
     )
@@ -102,7 +105,12 @@ def _epochs(examples, batch_size, shuffle_buffer, seed, start_epoch):
         shuffled = examples.shuffle(
             shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False
         )
-        return shuffled.batch(batch_size, drop_remainder=True)
+        batches = shuffled.batch(batch_size, drop_remainder=True)
+        # Each batch's augmentation seed: (epoch seed, batch index).
+        keys = tf.data.Dataset.range(2**62).map(
+            lambda index: tf.stack([epoch_seed, index])
+        )
+        return tf.data.Dataset.zip(batches, keys)
 
     return tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch)
 
@@ -133,55 +141,6 @@ def parse_augment(spec: str | None) -> tuple[str, ...]:
     names = tuple(part.strip().lower() for part in spec.split(",") if part.strip())
     _validate_augment(names)
     return names
-
-
-def make_augmenter(augment, seed=None) -> keras.Sequential:
-    """The Keras preprocessing layers for the named augmentations, in a fixed order."""
-    _validate_augment(augment)
-    chosen = set(augment)
-    stack = []
-    if "crop" in chosen:
-        stack.append(_PadAndRandomCrop(seed=seed, name="pad_and_crop"))
-    if "flip" in chosen:
-        stack.append(kl.RandomFlip("horizontal", seed=seed, name="flip"))
-    if "translate" in chosen:
-        stack.append(
-            kl.RandomTranslation(
-                0.1, 0.1, fill_mode="constant", seed=seed, name="translate"
-            )
-        )
-    if "zoom" in chosen:
-        stack.append(kl.RandomZoom(0.1, fill_mode="constant", seed=seed, name="zoom"))
-    if "rotate" in chosen:
-        stack.append(
-            kl.RandomRotation(10 / 360, fill_mode="constant", seed=seed, name="rotate")
-        )
-    return keras.Sequential(stack, name="augmentation")
-
-
-class _PadAndRandomCrop(kl.Layer):
-    """Zero-pads each side by 1/8 of the image, then crops back at a random offset.
-
-    Each image gets its own offset; two batched gathers copy the windows exactly and
-    keep the whole batch in two ops.
-    """
-
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-
-    def call(self, images):
-        shape = tf.shape(images)
-        batch, height, width = shape[0], shape[1], shape[2]
-        pad = tf.maximum(tf.minimum(height, width) // 8, 1)
-        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        offsets = tf.random.uniform(
-            (batch, 2), 0, 2 * pad + 1, dtype=tf.int32, seed=self.seed
-        )
-        rows = offsets[:, :1] + tf.range(height)[None]
-        columns = offsets[:, 1:] + tf.range(width)[None]
-        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-        return tf.gather(cropped, columns, axis=2, batch_dims=1)
 
 
 def preprocess(
@@ -235,10 +194,8 @@ def _normalize(images, normalization):
     return images
 
 
-def _augment(images, augmenter):
-    if augmenter is None:
-        return images
-    return augmenter(images, training=True)
+def _augment(images, augment, key):
+    return augment_batch(images, augment, key) if augment else images
 
 
 def _validate(batch_size, resize_mode, normalization, augment, shuffle_buffer):

@@ -151,3 +151,52 @@ def test_bad_arguments(kwargs, message):
     dataset, _ = _examples()
     with pytest.raises(ValueError, match=message):
         pipeline(dataset, **kwargs)
+
+
+def test_augmentation_is_a_pure_function_of_seed_epoch_and_batch():
+    dataset, _ = _examples(count=32, channels=3)
+
+    def batches(seed, start_epoch=0):
+        data = pipeline(
+            dataset,
+            batch_size=16,
+            training=True,
+            seed=seed,
+            augment=images.AUGMENTATIONS,
+            start_epoch=start_epoch,
+        )
+        return [batch.numpy() for batch, _ in data.take(4)]
+
+    first = batches(7)
+    again = batches(7)
+    for one, other in zip(first, again, strict=True):
+        np.testing.assert_array_equal(one, other)
+    resumed = batches(7, start_epoch=1)
+    np.testing.assert_array_equal(resumed[0], first[2])  # epoch 1, batch 0
+    assert not np.array_equal(batches(8)[0], first[0])
+
+
+def test_affine_with_zero_ranges_is_the_identity(monkeypatch):
+    from apps.data import augment
+
+    monkeypatch.setattr(augment, "ROTATE_DEGREES", 0.0)
+    monkeypatch.setattr(augment, "ZOOM_FRACTION", 0.0)
+    monkeypatch.setattr(augment, "TRANSLATE_FRACTION", 0.0)
+    batch = np.random.default_rng(0).random((3, 9, 7, 2)).astype("float32")
+    out = augment.random_affine(
+        batch,
+        ("rotate", "zoom", "translate"),
+        tf.constant([[1, 2], [3, 4], [5, 6]], tf.int64),
+    )
+    np.testing.assert_allclose(out.numpy(), batch, atol=1e-5)
+
+
+def test_rotation_turns_the_picture():
+    from apps.data import augment
+
+    picture = np.zeros((1, 21, 21, 1), "float32")
+    picture[0, 10, 2:19] = 1.0  # a horizontal bar
+    seeds = tf.constant([[0, 1], [0, 2], [0, 3]], tf.int64)
+    turned = augment.random_affine(picture, ("rotate",), seeds).numpy()
+    assert not np.allclose(turned, picture)
+    assert abs(turned.sum() - picture.sum()) < 0.1 * picture.sum()  # same bar, turned
