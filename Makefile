@@ -19,7 +19,7 @@ test-all: install
 demo: install
 	$(PYTHON) -m apps.classify train --model lenet5 --dataset fashion_mnist \
 		--model-option activation=relu --model-option pool_type=max \
-		--augment flip --epochs 20 --seed 0 --output $(RUN)
+		--augment flip --learning-rate 0.002 --epochs 20 --seed 0 --output $(RUN)
 	$(PYTHON) -m apps.classify evaluate --model-path $(RUN)/model.keras \
 		--dataset fashion_mnist
 	$(PYTHON) -m apps.classify export --model-path $(RUN)/model.keras \
