@@ -119,6 +119,12 @@ def _add_train(parser):
         "--lr-schedule", default="cosine", choices=training.LR_SCHEDULES
     )
     optimisation.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    optimisation.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="STEPS",
+        help="also save the run state every N steps (it is saved every epoch)",
+    )
     distribution = parser.add_argument_group("Distribution and speed")
     distribution.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
     distribution.add_argument(
@@ -299,6 +305,7 @@ def _train_options(args):
         mixed_precision=args.mixed_precision,
         jit=args.jit,
         steps_per_execution=args.steps_per_execution,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
 
@@ -368,13 +375,18 @@ def _datasets(args, spec, global_batch, augment, model):
     steps = args.steps_per_epoch or data.images.epoch_steps(
         data.images.count_examples(train_examples), global_batch
     )
-    train = data.pipeline(
-        train_examples,
-        batch_size=global_batch,
-        training=True,
-        augment=augment,
-        **common,
-    )
+
+    def train(start_epoch):  # the stream from any epoch on, for exact resumption
+        stream = data.pipeline(
+            train_examples,
+            batch_size=global_batch,
+            training=True,
+            augment=augment,
+            start_epoch=start_epoch,
+            **common,
+        )
+        return training.labels_for_outputs(stream, model)
+
     validation = None
     if args.validation_split:
         held_out = data.load(args.dataset, f"train[{percent}%:]").take(limit)
@@ -385,7 +397,6 @@ def _datasets(args, spec, global_batch, augment, model):
         cache=False,
         **common,
     )
-    train = training.labels_for_outputs(train, model)
     validation = training.labels_for_outputs(validation, model) if validation else None
     return train, validation, test, steps
 

@@ -8,7 +8,7 @@ same code, and every run directory looks the same:
       model.keras          the final model          best.keras     best on validation
       history.csv          one row per epoch        metrics.json   what came out
       run.json             arguments, versions      tensorboard/   TensorBoard logs
-      backup/              BackupAndRestore state (removed when the run ends well)
+      state/               the exact run state (removed when the run ends well)
 
 Typical use (the order matters: devices first, before TensorFlow initialises them):
 
@@ -33,6 +33,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
+from apps import loop
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
 DEFAULT_LEARNING_RATES = {
@@ -78,6 +80,7 @@ class TrainOptions:
     mixed_precision: bool = False
     jit: bool = False
     steps_per_execution: int = 1
+    checkpoint_every: int | None = None
     seed: int | None = None
     verbose: str | int = "auto"
 
@@ -91,6 +94,8 @@ class TrainOptions:
             _require_positive("early_stopping", self.early_stopping)
         if self.devices is not None:
             _require_positive("devices", self.devices)
+        if self.checkpoint_every is not None:
+            _require_positive("checkpoint_every", self.checkpoint_every)
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("strategy", self.strategy, STRATEGIES)
         _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -282,9 +287,10 @@ def labels_for_outputs(dataset: tf.data.Dataset, model: keras.Model):
 class NaNGuard(keras.callbacks.Callback):
     """Stops at the first non-finite loss by raising, never by `stop_training`.
 
-    Keras's TerminateOnNaN stops gracefully, which runs `on_train_end`, and
-    BackupAndRestore deletes its backup there (keras-team/keras#21771): the last good
-    state would be lost. An exception skips `on_train_end`, so the backup survives.
+    Keras's TerminateOnNaN stops gracefully, which runs `on_train_end` (where
+    Keras's BackupAndRestore deletes its backup, keras-team/keras#21771) and ends the
+    run as if it had finished. An exception ends it as a failure: no state is saved
+    after the bad step, and the last good state stays for the re-run.
     """
 
     def on_train_batch_end(self, batch, logs=None):
@@ -343,7 +349,6 @@ def make_callbacks(
     callbacks = [
         NaNGuard(),
         throughput,
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "best.keras"), monitor=monitor, save_best_only=True
         ),
@@ -400,24 +405,55 @@ def fit(
     Raises:
         TrainingError: on a non-finite loss (the last good state is kept).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
+    workspace = loop.WorkerDirectory(run_dir, strategy)
+    workspace.path.mkdir(parents=True, exist_ok=True)
     throughput = Throughput(options.batch_size * replicas(strategy))
     if monitor is None:
         monitor = "val_loss" if validation is not None else "loss"
-    callbacks = make_callbacks(run_dir, options, throughput, monitor)
-    history = model.fit(
-        train,
-        validation_data=validation,
+    verbose = _verbosity(options.verbose) if workspace.chief else 0
+    steps = options.steps_per_epoch or _known_steps(train)
+    callbacks = keras.callbacks.CallbackList(
+        [
+            *make_callbacks(workspace.path, options, throughput, monitor),
+            *extra_callbacks,
+        ],
+        add_history=True,
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
         epochs=options.epochs,
-        steps_per_epoch=options.steps_per_epoch,
-        callbacks=[*callbacks, *extra_callbacks],
-        shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data stream
-        verbose=_verbosity(options.verbose),
+        steps=steps,
     )
-    model.save(run_dir / "model.keras")
-    return history.history, throughput
+    state = loop.RunState(workspace.run_dir / "state", writable=workspace.chief)
+    try:
+        history = loop.DistributedLoop(model, strategy, jit=options.jit).run(
+            train,
+            validation,
+            epochs=options.epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            state=state,
+            checkpoint_every=options.checkpoint_every,
+        )
+        if workspace.chief:
+            model.save(workspace.path / "model.keras")
+        state.clear()
+    finally:
+        workspace.cleanup()
+    return history, throughput
+
+
+def _known_steps(train):
+    if callable(train):
+        raise ValueError("steps_per_epoch is required with a training stream factory")
+    steps = int(train.cardinality())
+    if steps < 0:
+        raise ValueError(
+            "steps_per_epoch is required: the training dataset is endless or of "
+            "unknown size (see apps.data.images.epoch_steps)."
+        )
+    return steps
 
 
 def _verbosity(verbose):

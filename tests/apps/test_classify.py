@@ -62,7 +62,7 @@ def test_train_writes_the_run_directory(trained_run):
     ):
         assert (trained_run / name).is_file(), name
     assert any((trained_run / "tensorboard").rglob("events.out.tfevents*"))
-    assert not (trained_run / "backup").exists()  # a finished run keeps no backup
+    assert not (trained_run / "state").exists()  # a finished run keeps no state
     metrics = json.loads((trained_run / "metrics.json").read_text())
     for key in (
         "test_accuracy",
@@ -281,8 +281,8 @@ def test_killed_run_resumes_and_finishes(fashion_mnist, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (output / "metrics.json").exists()
-    assert (output / "backup").is_dir()
+    assert (output / "state").is_dir()
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["epochs"] == 4
-    assert not (output / "backup").exists()
+    assert not (output / "state").exists()

@@ -87,9 +87,12 @@ def test_nan_loss_stops_with_advice_and_keeps_the_backup(tmp_path):
         epochs=2, steps_per_epoch=4, lr_schedule="constant", verbose=0
     )
     training.compile_classifier(model, options)
-    with pytest.raises(training.TrainingError, match="loss became nan at batch .*smaller --learning-rate"):
+    with pytest.raises(
+        training.TrainingError,
+        match="loss became nan at batch .*smaller --learning-rate",
+    ):
         training.fit(model, data.repeat(), None, tmp_path, options)
-    assert (tmp_path / "backup").is_dir(), "the last good state was deleted"
+    assert (tmp_path / "state").is_dir(), "the last good state was deleted"
     assert not (tmp_path / "model.keras").exists()
 
 

@@ -1,0 +1,294 @@
+"""The distributed training loop and the exact run state behind `apps.training.fit`.
+
+Why not `model.fit`: on Keras 3.15 / TF 2.21 it fails under
+MultiWorkerMirroredStrategy before training starts (keras-team/keras#20585: its
+symbolic build reduces the first input batch across workers, and its metric reduction
+asks for axis 0 of scalars), and its BackupAndRestore resumes only at epoch boundaries
+from mid-epoch weights. This loop is what `fit` does — `strategy.run(model.train_step)`
+per replica, Keras callbacks, a progress bar — with one code path for the default
+strategy, MirroredStrategy and MultiWorkerMirroredStrategy, and with a run state that
+makes a killed run continue exactly:
+
+- the state holds every model variable (weights, BatchNorm statistics, the seed
+  generators behind Dropout), every optimiser variable and the metric accumulators;
+- the training stream is a pure function of (seed, epoch, batch) (see
+  `apps.data.images.pipeline`), so a run resumed at (epoch, batch) sees what the killed
+  run would have seen;
+- state files are written atomically (temporary file, `os.replace`), checked on load
+  (SHA-256, names and shapes), and the previous good state is kept: a truncated or
+  corrupt latest state falls back to the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+STATE_KEEP = 2
+
+
+class RunState:
+    """The resumable state of a run: numbered snapshots in one directory.
+
+    Each snapshot is `state-<global step>.npz` (variables) plus `.json` (where the run
+    stood, the variables' names and shapes, the npz's SHA-256). The JSON is written
+    last, so it marks a complete snapshot.
+    """
+
+    def __init__(self, directory, writable: bool = True):
+        self.directory = Path(directory)
+        self.writable = writable
+
+    def save(self, variables, position: dict) -> None:
+        # Every worker reads (a read can be a collective op); only a writer writes.
+        arrays = {
+            f"v{index}": np.asarray(v.numpy()) for index, v in enumerate(variables)
+        }
+        if not self.writable:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        step = int(position["global_step"])
+        data_path = self.directory / f"state-{step:010d}.npz"
+        _atomic_write(data_path, lambda file: np.savez(file, **arrays))
+        meta = {
+            "position": position,
+            "variables": [
+                [_name(v), list(np.shape(a))]
+                for v, a in zip(variables, arrays.values(), strict=True)
+            ],
+            "sha256": _sha256(data_path),
+            "saved_at": time.time(),
+        }
+        text = json.dumps(meta, indent=1).encode()
+        _atomic_write(data_path.with_suffix(".json"), lambda file: file.write(text))
+        self._prune()
+
+    def restore(self, variables) -> dict | None:
+        """Loads the newest good snapshot into `variables`; returns its position."""
+        for meta_path in sorted(self.directory.glob("state-*.json"), reverse=True):
+            try:
+                meta, arrays = self._read(meta_path, variables)
+            except (OSError, ValueError, KeyError) as error:
+                print(f"warning: skipping damaged run state {meta_path.name}: {error}")
+                continue
+            for variable, value in zip(variables, arrays, strict=True):
+                variable.assign(value)
+            return meta["position"]
+        return None
+
+    def _read(self, meta_path, variables):
+        meta = json.loads(meta_path.read_text())
+        data_path = meta_path.with_suffix(".npz")
+        if _sha256(data_path) != meta["sha256"]:
+            raise ValueError("its data file does not match its checksum")
+        expected = [[_name(v), list(v.shape)] for v in variables]
+        if meta["variables"] != expected:
+            raise ValueError("it was saved from a different model or optimiser")
+        with np.load(data_path) as data:
+            arrays = [data[f"v{index}"] for index in range(len(variables))]
+        return meta, arrays
+
+    def _prune(self):
+        snapshots = sorted(self.directory.glob("state-*.json"), reverse=True)
+        for old in snapshots[STATE_KEEP:]:
+            old.with_suffix(".npz").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+        for orphan in self.directory.glob("state-*.npz"):
+            if not orphan.with_suffix(".json").exists() and orphan.stat().st_mtime < (
+                time.time() - 60
+            ):
+                orphan.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        if self.writable:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _name(variable):
+    return getattr(variable, "path", None) or variable.name
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def state_variables(model: keras.Model) -> list:
+    """Model, optimiser and metric variables, each once, in a stable order."""
+    seen, ordered = set(), []
+    optimizer_variables = model.optimizer.variables if model.optimizer else []
+    for variable in [*model.variables, *optimizer_variables, *model.metrics_variables]:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            ordered.append(variable)
+    return ordered
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory (always, but for multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+class WorkerDirectory:
+    """The run directory for the chief; a temporary one, removed after, for others."""
+
+    def __init__(self, run_dir, strategy):
+        self.chief = is_chief(strategy)
+        self.run_dir = Path(run_dir)
+        self.path = (
+            self.run_dir if self.chief else Path(tempfile.mkdtemp(prefix="worker-"))
+        )
+
+    def cleanup(self):
+        if not self.chief:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class DistributedLoop:
+    """Runs `model.train_step` / `test_step` under `strategy`, with Keras callbacks."""
+
+    def __init__(self, model, strategy, *, jit: bool = False):
+        self.model = model
+        self.strategy = strategy
+        train_step = tf.function(
+            model.train_step, jit_compile=jit, reduce_retracing=True
+        )
+        test_step = tf.function(model.test_step, jit_compile=jit, reduce_retracing=True)
+
+        @tf.function
+        def train_function(iterator):
+            strategy.run(train_step, args=(next(iterator),))
+
+        @tf.function
+        def test_function(batch):
+            strategy.run(test_step, args=(batch,))
+
+        self.train_function = train_function
+        self.test_function = test_function
+
+    def metrics(self) -> dict:
+        return {
+            name: float(value)
+            for name, value in self.model.get_metrics_result().items()
+            if np.ndim(value) == 0
+        }
+
+    def evaluate(self, dataset, steps=None) -> dict:
+        self.model.reset_metrics()
+        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        for index, batch in enumerate(distributed):
+            if steps is not None and index >= steps:
+                break
+            self.test_function(batch)
+        return self.metrics()
+
+    def run(
+        self,
+        train,
+        validation,
+        *,
+        epochs,
+        steps_per_epoch,
+        callbacks,
+        state,
+        checkpoint_every=None,
+        validation_steps=None,
+    ) -> dict:
+        """Trains from where `state` stood (or the start) to `epochs` epochs.
+
+        Args:
+            train: a callable `start_epoch -> endless batched dataset`, or such a
+                dataset starting at epoch 0.
+            validation: a finite batched dataset, or None.
+            callbacks: a `keras.callbacks.CallbackList` (with its History).
+            state: a `RunState`; saved after every epoch and every
+                `checkpoint_every` steps.
+
+        Returns:
+            The History callback's `history` dict for this session.
+        """
+        model = self.model
+        variables = state_variables(model)
+        position = state.restore(variables) or {"epoch": 0, "step": 0, "global_step": 0}
+        start_epoch, start_step = position["epoch"], position["step"]
+        stream = _stream_from(train, start_epoch, start_step, steps_per_epoch)
+        iterator = iter(self.strategy.experimental_distribute_dataset(stream))
+        model.stop_training = False
+        callbacks.on_train_begin()
+        for epoch in range(start_epoch, epochs):
+            callbacks.on_epoch_begin(epoch)
+            if epoch != start_epoch or start_step == 0:
+                model.reset_metrics()
+            first = start_step if epoch == start_epoch else 0
+            for step in range(first, steps_per_epoch):
+                callbacks.on_train_batch_begin(step)
+                self.train_function(iterator)
+                logs = self.metrics()
+                callbacks.on_train_batch_end(step, logs)
+                global_step = epoch * steps_per_epoch + step + 1
+                if (
+                    checkpoint_every
+                    and global_step % checkpoint_every == 0
+                    and (step + 1 < steps_per_epoch)
+                ):
+                    state.save(
+                        variables,
+                        {"epoch": epoch, "step": step + 1, "global_step": global_step},
+                    )
+                if model.stop_training:
+                    break
+            epoch_logs = self.metrics()
+            if validation is not None:
+                val_logs = self.evaluate(validation, validation_steps)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            state.save(
+                variables,
+                {
+                    "epoch": epoch + 1,
+                    "step": 0,
+                    "global_step": (epoch + 1) * steps_per_epoch,
+                },
+            )
+            if model.stop_training:
+                break
+        callbacks.on_train_end(epoch_logs if epochs > start_epoch else {})
+        history = next(
+            c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History)
+        )
+        return history.history
+
+
+def _stream_from(train, start_epoch, start_step, steps_per_epoch):
+    """The training stream positioned at (start_epoch, start_step)."""
+    if callable(train):
+        return train(start_epoch).skip(start_step)
+    return train.skip(start_epoch * steps_per_epoch + start_step)
