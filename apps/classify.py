@@ -242,21 +242,26 @@ def train(args) -> int:
         args, spec, global_batch, augment, model
     )
     options.steps_per_epoch = steps
-    run_dir.mkdir(parents=True, exist_ok=True)
-    training.write_json(run_dir / PREPROCESSING_FILE, spec)
-    training.write_json(
-        run_dir / "run.json",
-        {
-            "command": "apps.classify train",
-            "arguments": vars(args),
-            "versions": training.versions(),
-            "strategy": type(strategy).__name__,
-            "replicas": training.replicas(strategy),
-        },
-    )
+    chief = training.is_chief(strategy)
+    if chief:  # multi-worker: only the chief writes the run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        training.write_json(run_dir / PREPROCESSING_FILE, spec)
+        training.write_json(
+            run_dir / "run.json",
+            {
+                "command": "apps.classify train",
+                "arguments": vars(args),
+                "versions": training.versions(),
+                "strategy": type(strategy).__name__,
+                "replicas": training.replicas(strategy),
+            },
+        )
     _, throughput = training.fit(
         model, train_ds, val_ds, run_dir, options, strategy=strategy
     )
+    if not chief:
+        print("worker done; the chief writes the run directory.")
+        return 0
 
     results = _test(model, test_ds, spec["class_names"], run_dir)
     history = training.read_history(run_dir)

@@ -203,7 +203,7 @@ class DistributedLoop:
 
     def evaluate(self, dataset, steps=None) -> dict:
         self.model.reset_metrics()
-        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        distributed = self.strategy.experimental_distribute_dataset(_by_data(dataset))
         for index, batch in enumerate(distributed):
             if steps is not None and index >= steps:
                 break
@@ -240,7 +240,7 @@ class DistributedLoop:
         position = state.restore(variables) or {"epoch": 0, "step": 0, "global_step": 0}
         start_epoch, start_step = position["epoch"], position["step"]
         stream = _stream_from(train, start_epoch, start_step, steps_per_epoch)
-        iterator = iter(self.strategy.experimental_distribute_dataset(stream))
+        iterator = iter(self.strategy.experimental_distribute_dataset(_by_data(stream)))
         model.stop_training = False
         callbacks.on_train_begin()
         for epoch in range(start_epoch, epochs):
@@ -285,6 +285,16 @@ class DistributedLoop:
             c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History)
         )
         return history.history
+
+
+def _by_data(dataset):
+    """Multi-worker: shard by batches, never by files, so that each step's global
+    batch is the one a single process would see."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
 
 
 def _stream_from(train, start_epoch, start_step, steps_per_epoch):

@@ -221,6 +221,11 @@ def replicas(strategy) -> int:
     return strategy.num_replicas_in_sync
 
 
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory (all but multi-worker's others)."""
+    return loop.is_chief(strategy)
+
+
 # Optimiser and compile
 
 
@@ -355,13 +360,15 @@ def make_callbacks(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
     ]
+    base = options.resolved_learning_rate
     if options.lr_schedule == "cosine":
-        callbacks.append(
-            keras.callbacks.LearningRateScheduler(
-                cosine_schedule(options.resolved_learning_rate, options.epochs)
-            )
-        )
-    elif options.lr_schedule == "plateau":
+        schedule = cosine_schedule(base, options.epochs)
+        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+    elif options.lr_schedule == "constant":
+        # Set at every epoch, so that a run resumed after a fix (a lower
+        # --learning-rate after a NaN) uses the new rate, not the saved one.
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base))
+    else:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=2))
     if options.early_stopping:
         callbacks.append(
@@ -427,7 +434,20 @@ def fit(
     )
     state = loop.RunState(workspace.run_dir / "state", writable=workspace.chief)
     try:
-        history = loop.DistributedLoop(model, strategy, jit=options.jit).run(
+        history = _run_loop(
+            model, strategy, options, train, validation, steps, callbacks, state
+        )
+        if workspace.chief:
+            model.save(workspace.path / "model.keras")
+        state.clear()
+    finally:
+        workspace.cleanup()
+    return history, throughput
+
+
+def _run_loop(model, strategy, options, train, validation, steps, callbacks, state):
+    try:
+        return loop.DistributedLoop(model, strategy, jit=options.jit).run(
             train,
             validation,
             epochs=options.epochs,
@@ -436,12 +456,14 @@ def fit(
             state=state,
             checkpoint_every=options.checkpoint_every,
         )
-        if workspace.chief:
-            model.save(workspace.path / "model.keras")
-        state.clear()
-    finally:
-        workspace.cleanup()
-    return history, throughput
+    except tf.errors.OpError as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        raise TrainingError(
+            "a peer worker stopped or became unreachable "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). Restart every "
+            "worker with the same command: they resume from the last saved state."
+        ) from error
 
 
 def _known_steps(train):
@@ -476,10 +498,15 @@ def read_history(run_dir) -> dict[str, list[float]]:
         rows = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()]
     by_epoch = {int(row["epoch"]): row for row in rows}  # a resumed epoch: last wins
     ordered = [by_epoch[epoch] for epoch in sorted(by_epoch)]
-    return {
+    columns = {
         key: [_number(row[key]) for row in ordered]
         for key in (ordered[0] if ordered else {})
         if key != "epoch"
+    }
+    return {
+        key: values
+        for key, values in columns.items()
+        if not all(math.isnan(value) for value in values)
     }
 
 
