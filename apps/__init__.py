@@ -1,0 +1,21 @@
+"""The applications: model builders, the registry, data, training and export.
+
+Importing ``apps`` imports the model families so that they register::
+
+    import apps
+
+    apps.list_models("vgg*")                 # ['vgg', 'vgg11', ...]
+    model = apps.build("vgg16", classes=10, input_shape=(28, 28, 1))
+"""
+
+from apps import registry, vision  # vision: imported for its registrations
+from apps.registry import UnknownModelError, build, get_model_info, list_models
+
+__all__ = [
+    "UnknownModelError",
+    "build",
+    "get_model_info",
+    "list_models",
+    "registry",
+    "vision",
+]

@@ -1,0 +1,475 @@
+"""VGG networks (Simonyan & Zisserman, 2015), configurations A, B, D and E.
+
+Five stages of 3x3 convolutions (stride 1, pad 1, ReLU), each closed by a 2x2 max
+pool, then three fully connected layers (4096, 4096, ``classes``) with dropout 0.5
+after the first two. Configuration D is VGG-16, E is VGG-19. Layer names and
+structure are keras.applications' (``block1_conv1`` ... ``block5_pool``,
+``flatten``, ``fc1``, ``fc2``, ``predictions``), so ``vgg16(dropout=0)`` is
+layer-for-layer ``keras.applications.VGG16(weights=None)`` (138,357,544
+parameters) and loads its weight files.
+
+The ``_bn`` variants put batch normalisation between each convolution and its
+ReLU (``block1_conv1_bn``, ``block1_conv1_relu``) and keep the convolution bias,
+as torchvision's ``vgg16_bn`` does, so their trainable parameter counts equal
+torchvision's (138,365,992 for vgg16_bn); Keras also counts the moving mean and
+variance (non-trainable).
+
+``vgg`` is the depth-configurable family for tuning: the number of convolutions
+per stage, the number of stages, the width and the size of the fully connected
+layers are arguments.
+"""
+
+import keras
+from keras import layers as kl
+
+from apps.registry import register_model
+from apps.vision import _common
+
+PAPER = (
+    'Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image '
+    'Recognition", ICLR 2015'
+)
+DEFAULT_INPUT_SHAPE = (224, 224, 3)
+MIN_INPUT_SIZE = 32
+
+# Convolutions per stage of the paper's configurations (Table 1).
+CONFIGURATIONS = {
+    "A": (1, 1, 2, 2, 2),  # vgg11
+    "B": (2, 2, 2, 2, 2),  # vgg13
+    "D": (2, 2, 3, 3, 3),  # vgg16
+    "E": (2, 2, 4, 4, 4),  # vgg19
+}
+_VARIANT_HYPERPARAMETERS = ("dropout", "batch_norm")
+_BN_HYPERPARAMETERS = ("dropout",)
+
+
+def _vgg(
+    convs_per_stage,
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg",
+    width=64,
+    fc_units=4096,
+    batch_norm=False,
+    resize="auto",
+):
+    """Builds a VGG network; see :func:`vgg` for the arguments."""
+    input_shape = _common.check_common(
+        include_top=include_top,
+        input_shape=input_shape,
+        default_input_shape=DEFAULT_INPUT_SHAPE,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+    )
+    if isinstance(convs_per_stage, int) and not isinstance(convs_per_stage, bool):
+        convs_per_stage = (convs_per_stage,) * len(CONFIGURATIONS["D"])
+    convs_per_stage = _common.check_int_sequence("convs_per_stage", convs_per_stage)
+    _common.check_positive_int("width", width)
+    _common.check_positive_int("fc_units", fc_units)
+    _common.check_bool("batch_norm", batch_norm)
+    _common.check_flatten_head(include_top, input_shape, name)
+    stages = len(convs_per_stage)
+    min_size = 2**stages
+    target = _common.check_resize(
+        resize, input_shape, min_size, name, f"{stages} stride-2 max-pools"
+    )
+
+    inputs = keras.Input(shape=input_shape)
+    x = _common.fit_input(inputs, target)
+
+    # Blocks 1 to 5: the filters double per stage up to 8 x width (64 ... 512)
+    for stage, convs in enumerate(convs_per_stage, start=1):
+        filters = min(width * 2 ** (stage - 1), width * 8)
+        for index in range(1, convs + 1):
+            x = _conv(x, filters, f"block{stage}_conv{index}", batch_norm)
+        x = kl.MaxPooling2D(2, strides=2, name=f"block{stage}_pool")(x)
+
+    # Classifier
+    if include_top:
+        x = kl.Flatten(name="flatten")(x)
+        for index in (1, 2):
+            x = kl.Dense(fc_units, activation="relu", name=f"fc{index}")(x)
+            if dropout:
+                x = kl.Dropout(dropout, name=f"fc{index}_dropout")(x)
+        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        x = _common.global_pool(x, pooling)
+
+    model = keras.Model(inputs, x, name=name)
+    return _common.load_weights(model, weights)
+
+
+def _conv(x, filters, name, batch_norm):
+    """3x3 convolution, stride 1, pad 1, ReLU (batch-normalised first if asked)."""
+    if not batch_norm:
+        return kl.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+    x = kl.Conv2D(filters, 3, padding="same", name=name)(x)
+    x = kl.BatchNormalization(name=f"{name}_bn")(x)
+    return kl.Activation("relu", name=f"{name}_relu")(x)
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=("dropout", "convs_per_stage", "width", "fc_units", "batch_norm"),
+)
+def vgg(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg",
+    convs_per_stage=CONFIGURATIONS["D"],
+    width=64,
+    fc_units=4096,
+    batch_norm=False,
+    resize="auto",
+):
+    """VGG with a configurable depth: convolutions per stage, width, fc size.
+
+    Args:
+        include_top: whether to add fc1, fc2 and the classifier.
+        input_shape: ``(height, width, channels)``; defaults to ``(224, 224, 3)``.
+        classes: number of classes.
+        pooling: with ``include_top=False``, ``None`` (the last block's feature
+            map), ``"avg"`` or ``"max"``.
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after fc1 and fc2, in [0, 1) (the paper: 0.5).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        convs_per_stage: 3x3 convolutions in each stage, one stage per entry
+            (``(2, 2, 3, 3, 3)`` is VGG-16), or one int for five equal stages.
+            Each stage ends with a 2x2 max pool, so the minimum input size is
+            ``2 ** len(convs_per_stage)``.
+        width: filters of the first stage; they double per stage up to
+            ``8 * width`` (the paper: 64 ... 512).
+        fc_units: units of fc1 and fc2 (the paper: 4096).
+        batch_norm: batch normalisation between each convolution and its ReLU.
+        resize: ``"auto"`` upsamples inputs smaller than the minimum size (layer
+            ``resize``); ``False`` rejects them; an int or ``(height, width)``
+            resizes every input.
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
+    """
+    return _vgg(
+        convs_per_stage,
+        include_top=include_top,
+        input_shape=input_shape,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+        width=width,
+        fc_units=fc_units,
+        batch_norm=batch_norm,
+        resize=resize,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_VARIANT_HYPERPARAMETERS,
+)
+def vgg11(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg11",
+    **options,
+):
+    """VGG-11, configuration A: 8 convolutions and 3 fully connected layers.
+
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["A"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_VARIANT_HYPERPARAMETERS,
+)
+def vgg13(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg13",
+    **options,
+):
+    """VGG-13, configuration B: 10 convolutions and 3 fully connected layers.
+
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["B"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_VARIANT_HYPERPARAMETERS,
+)
+def vgg16(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg16",
+    **options,
+):
+    """VGG-16, configuration D: 13 convolutions and 3 fully connected layers.
+
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["D"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_VARIANT_HYPERPARAMETERS,
+)
+def vgg19(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg19",
+    **options,
+):
+    """VGG-19, configuration E: 16 convolutions and 3 fully connected layers.
+
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["E"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_BN_HYPERPARAMETERS,
+)
+def vgg11_bn(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg11_bn",
+    **options,
+):
+    """VGG-11, configuration A, with batch normalisation after each convolution.
+
+    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["A"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        batch_norm=True,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_BN_HYPERPARAMETERS,
+)
+def vgg13_bn(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg13_bn",
+    **options,
+):
+    """VGG-13, configuration B, with batch normalisation after each convolution.
+
+    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["B"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        batch_norm=True,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_BN_HYPERPARAMETERS,
+)
+def vgg16_bn(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg16_bn",
+    **options,
+):
+    """VGG-16, configuration D, with batch normalisation after each convolution.
+
+    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["D"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        batch_norm=True,
+        **options,
+    )
+
+
+@register_model(
+    family="vgg",
+    paper=PAPER,
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=MIN_INPUT_SIZE,
+    hyperparameters=_BN_HYPERPARAMETERS,
+)
+def vgg19_bn(
+    include_top=True,
+    input_shape=None,
+    classes=1000,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.5,
+    weights=None,
+    name="vgg19_bn",
+    **options,
+):
+    """VGG-19, configuration E, with batch normalisation after each convolution.
+
+    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    """
+    return _vgg(
+        CONFIGURATIONS["E"],
+        include_top,
+        input_shape,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout,
+        weights,
+        name,
+        batch_norm=True,
+        **options,
+    )
