@@ -178,6 +178,7 @@ def _add_export(parser):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from apps.data.datasets import DatasetError
+    from apps.export import ExportError
     from apps.registry import UnknownModelError
     from apps.training import TrainingError
 
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
     }[args.command]
     try:
         return command(args)
-    except (UsageError, DatasetError, UnknownModelError) as error:
+    except (UsageError, DatasetError, UnknownModelError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingError as error:
