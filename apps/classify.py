@@ -378,9 +378,10 @@ def _datasets(args, spec, global_batch, augment, model):
     train_split = f"train[:{percent}%]" if args.validation_split else "train"
     limit = args.eval_steps * global_batch if args.eval_steps else -1
     train_examples = data.load(args.dataset, train_split)
-    steps = args.steps_per_epoch or data.images.epoch_steps(
+    natural_steps = data.images.epoch_steps(
         data.images.count_examples(train_examples), global_batch
     )
+    steps = args.steps_per_epoch or natural_steps
 
     def train(start_epoch):  # the stream from any epoch on, for exact resumption
         stream = data.pipeline(
@@ -404,7 +405,9 @@ def _datasets(args, spec, global_batch, augment, model):
         **common,
     )
     validation = training.labels_for_outputs(validation, model) if validation else None
-    return train, validation, test, steps
+    # Resuming at an epoch means resuming at a data epoch only when the two agree;
+    # otherwise the loop skips ahead in the one stream.
+    return train if steps == natural_steps else train(0), validation, test, steps
 
 
 def _test(model, test_ds, class_names, run_dir) -> dict:

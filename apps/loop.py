@@ -90,8 +90,10 @@ class RunState:
         data_path = meta_path.with_suffix(".npz")
         if _sha256(data_path) != meta["sha256"]:
             raise ValueError("its data file does not match its checksum")
-        expected = [[_name(v), list(v.shape)] for v in variables]
-        if meta["variables"] != expected:
+        # Shapes, not names: Keras numbers auto-named layers per process
+        # ("dense_1"), so names of one architecture can differ between sessions.
+        saved = [shape for _, shape in meta["variables"]]
+        if saved != [list(v.shape) for v in variables]:
             raise ValueError("it was saved from a different model or optimiser")
         with np.load(data_path) as data:
             arrays = [data[f"v{index}"] for index in range(len(variables))]
@@ -134,10 +136,41 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
+def optimizers(model: keras.Model) -> list:
+    """`model.optimizer` and optimisers held as attributes (a GAN's two), in order."""
+    found = [model.optimizer] if model.optimizer is not None else []
+    for value in vars(model).values():
+        if isinstance(value, keras.optimizers.Optimizer) and value not in found:
+            found.append(value)
+    return found
+
+
+def build_optimizers(model: keras.Model, strategy) -> None:
+    """Creates optimiser slots now: a state saved before the first step must hold them.
+
+    `model.optimizer` is built for `model.trainable_variables`; optimisers held as
+    attributes must be built by their model (e.g. in `compile`).
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    unbuilt = [o for o in optimizers(model) if not o.built]
+    if unbuilt:
+        raise ValueError(
+            f"{type(model).__name__} holds optimisers that are not built "
+            f"({[o.name for o in unbuilt]}); build them (optimizer.build(variables)) "
+            "before training, or their state cannot be saved and resumed."
+        )
+
+
 def state_variables(model: keras.Model) -> list:
-    """Model, optimiser and metric variables, each once, in a stable order."""
+    """Model, optimiser and metric variables, each once, in a stable order.
+
+    Compiled metrics are built lazily by the first step; their accumulators are left
+    out (they only affect the logs of an interrupted epoch, never the weights).
+    """
     seen, ordered = set(), []
-    optimizer_variables = model.optimizer.variables if model.optimizer else []
+    optimizer_variables = [v for o in optimizers(model) for v in o.variables]
     for variable in [*model.variables, *optimizer_variables, *model.metrics_variables]:
         if id(variable) not in seen:
             seen.add(id(variable))
@@ -225,8 +258,9 @@ class DistributedLoop:
         """Trains from where `state` stood (or the start) to `epochs` epochs.
 
         Args:
-            train: a callable `start_epoch -> endless batched dataset`, or such a
-                dataset starting at epoch 0.
+            train: an endless batched dataset starting at epoch 0, or a callable
+                `start_epoch -> that stream from start_epoch on` (faster to resume)
+                when every epoch of `steps_per_epoch` steps is one data epoch.
             validation: a finite batched dataset, or None.
             callbacks: a `keras.callbacks.CallbackList` (with its History).
             state: a `RunState`; saved after every epoch and every
@@ -236,6 +270,7 @@ class DistributedLoop:
             The History callback's `history` dict for this session.
         """
         model = self.model
+        build_optimizers(model, self.strategy)
         variables = state_variables(model)
         position = state.restore(variables) or {"epoch": 0, "step": 0, "global_step": 0}
         start_epoch, start_step = position["epoch"], position["step"]

@@ -77,23 +77,70 @@ def test_cosine_schedule_is_a_function_of_the_epoch():
     assert schedule(3) > schedule(4)
 
 
-def test_nan_loss_stops_with_advice_and_keeps_the_backup(tmp_path):
+def test_nan_loss_stops_with_advice_keeps_state_and_rerun_resumes(tmp_path):
     features = np.ones((64, 4), "float32")
-    features[40:] = np.nan  # the loss turns NaN in the second epoch's batches
     labels = np.zeros(64, "int64")
-    data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, "softmax")])
+    poisoned = features.copy()
+    poisoned[40:] = np.nan  # the loss turns NaN at step 5, in the second epoch
+
+    def batches(x):
+        return tf.data.Dataset.from_tensor_slices((x, labels)).batch(8).repeat()
+
+    def model():
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, "softmax")])
+        return training.compile_classifier(net, options)
+
     options = training.TrainOptions(
-        epochs=2, steps_per_epoch=4, lr_schedule="constant", verbose=0
+        epochs=3, steps_per_epoch=4, lr_schedule="constant", verbose=0, seed=0
     )
-    training.compile_classifier(model, options)
-    with pytest.raises(
-        training.TrainingError,
-        match="loss became nan at batch .*smaller --learning-rate",
-    ):
-        training.fit(model, data.repeat(), None, tmp_path, options)
+    with pytest.raises(training.TrainingError, match="loss became nan at batch 1"):
+        training.fit(model(), batches(poisoned), None, tmp_path, options)
     assert (tmp_path / "state").is_dir(), "the last good state was deleted"
     assert not (tmp_path / "model.keras").exists()
+    # The data fixed, the same run resumes after its last good epoch and finishes.
+    resumed = model()
+    history, _ = training.fit(resumed, batches(features), None, tmp_path, options)
+    assert len(history["loss"]) == 2  # epochs 2 and 3 only
+    assert int(resumed.optimizer.iterations.numpy()) == 12
+    assert not (tmp_path / "state").exists()
+
+
+def _state_model():
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    net.compile(optimizer="adam", loss="mse")
+    net.optimizer.build(net.trainable_variables)
+    return net
+
+
+def test_run_state_falls_back_past_damaged_snapshots(tmp_path):
+    from apps import loop
+
+    net = _state_model()
+    variables = loop.state_variables(net)
+    state = loop.RunState(tmp_path)
+    for step in (1, 2, 3):
+        net.layers[0].bias.assign([step, step])
+        state.save(variables, {"epoch": 0, "step": step, "global_step": step})
+    assert len(list(tmp_path.glob("state-*.json"))) == loop.STATE_KEEP
+    newest = sorted(tmp_path.glob("state-*.npz"))[-1]
+    newest.write_bytes(newest.read_bytes()[:100])
+    net.layers[0].bias.assign([0, 0])
+    assert state.restore(variables)["global_step"] == 2
+    np.testing.assert_array_equal(net.layers[0].bias.numpy(), [2, 2])
+    sorted(tmp_path.glob("state-*.json"))[-2].write_text('{"position": ')
+    assert state.restore(variables) is None  # nothing good is left: start afresh
+
+
+def test_run_state_refuses_another_models_state(tmp_path):
+    from apps import loop
+
+    state = loop.RunState(tmp_path)
+    net = _state_model()
+    state.save(loop.state_variables(net), {"epoch": 1, "step": 0, "global_step": 4})
+    other = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    other.compile(optimizer="adam", loss="mse")
+    other.optimizer.build(other.trainable_variables)
+    assert state.restore(loop.state_variables(other)) is None
 
 
 def test_write_json_is_atomic(tmp_path):
