@@ -1,11 +1,8 @@
 """python -m apps.classify: tiny real runs on Fashion-MNIST, resume, predict, errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
