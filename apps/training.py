@@ -307,7 +307,8 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Measures training images per second, leaving out the first (tracing) epoch."""
+    """Training images per second: first to last step of each epoch (validation
+    excluded), leaving out the first epoch, which includes tracing."""
 
     def __init__(self, global_batch_size: int):
         super().__init__()
@@ -315,13 +316,15 @@ class Throughput(keras.callbacks.Callback):
         self.epoch_times: list[tuple[float, int]] = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._steps = time.perf_counter(), 0
+        self._start = self._last = time.perf_counter()
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps = batch + 1
+        self._steps += 1
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_times.append((time.perf_counter() - self._start, self._steps))
+        self.epoch_times.append((self._last - self._start, self._steps))
 
     @property
     def images_per_second(self) -> float | None:
