@@ -17,6 +17,7 @@ from apps.data.augment import AUGMENTATIONS, augment_batch
 NORMALIZATIONS = ("unit", "symmetric", "none")
 RESIZE_MODES = ("resize", "pad")
 AUTOTUNE = tf.data.AUTOTUNE
+IN_MEMORY_BYTES = 2 << 30
 
 
 def pipeline(
@@ -34,6 +35,7 @@ def pipeline(
     cache: bool | str = True,
     drop_remainder: bool = False,
     start_epoch: int = 0,
+    in_memory: bool | str = "auto",
 ) -> tf.data.Dataset:
     """Turns `(uint8 HxWxC image, label)` examples into batches for a model.
 
@@ -60,6 +62,10 @@ def pipeline(
         cache: True caches in memory, a string caches to that file, False not at all.
         drop_remainder: evaluation only: drop the last partial batch.
         start_epoch: training only: the first epoch of the stream (resuming).
+        in_memory: training only: `"auto"` holds a dataset of at most
+            `IN_MEMORY_BYTES` in memory and draws each epoch as a full permutation,
+            one gather per batch (much cheaper than a shuffle buffer on a CPU);
+            larger ones stream through a `shuffle_buffer`. True insists, False never.
 
     Returns:
         A dataset of `(float32 images (B, H, W, C), int64 labels (B,))`.
@@ -82,7 +88,14 @@ def pipeline(
         )
         return dataset.prefetch(AUTOTUNE)
     augment = tuple(augment)
-    dataset = _epochs(dataset, batch_size, shuffle_buffer, seed, start_epoch)
+    base_seed = random.randrange(2**31) if seed is None else int(seed)
+    arrays = _small_enough(dataset) if in_memory in ("auto", True) else None
+    if in_memory is True and arrays is None:
+        raise ValueError("in_memory=True needs a dataset of known, static size.")
+    if arrays is not None:
+        dataset = _in_memory_epochs(*arrays, batch_size, base_seed, start_epoch)
+    else:
+        dataset = _epochs(dataset, batch_size, shuffle_buffer, base_seed, start_epoch)
     dataset = dataset.map(
         lambda batch, key: (
             _augment(_normalize(batch[0], normalization), augment, key),
@@ -93,9 +106,55 @@ def pipeline(
     return dataset.prefetch(AUTOTUNE)
 
 
-def _epochs(examples, batch_size, shuffle_buffer, seed, start_epoch):
-    base_seed = random.randrange(2**31) if seed is None else int(seed)
+def _small_enough(dataset):
+    """The whole dataset as two tensors when it is small (<= IN_MEMORY_BYTES), else
+    None. Reading it is the first epoch's decoding, done once, up front."""
+    size = int(dataset.cardinality())
+    shape = dataset.element_spec[0].shape
+    if size < 0 or not shape.is_fully_defined():
+        return None
+    if (
+        size * shape.num_elements() * dataset.element_spec[0].dtype.size
+        > IN_MEMORY_BYTES
+    ):
+        return None
+    images, labels = next(iter(dataset.batch(size)))
+    return images, labels
 
+
+def _in_memory_epochs(images, labels, batch_size, base_seed, start_epoch):
+    """Epoch e is a full permutation drawn from (seed, e); a batch is one gather.
+
+    Per-example tf.data work (shuffle buffer, batching) costs more than the training
+    step of a small network on a CPU; here each batch is a single op.
+    """
+    count = int(labels.shape[0])
+    steps = epoch_steps(count, batch_size)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.constant(base_seed, tf.int64) * 1_000_003 + epoch
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([epoch_seed, tf.constant(0, tf.int64)])
+        )
+        indices = tf.reshape(order[: steps * batch_size], (steps, batch_size))
+        keys = tf.stack(
+            [tf.fill([steps], epoch_seed), tf.range(steps, dtype=tf.int64)], axis=1
+        )
+        return tf.data.Dataset.from_tensor_slices((indices, keys))
+
+    return (
+        tf.data.Dataset.range(start_epoch, 2**62)
+        .flat_map(one_epoch)
+        .map(
+            lambda index, key: (
+                (tf.gather(images, index), tf.gather(labels, index)),
+                key,
+            )
+        )
+    )
+
+
+def _epochs(examples, batch_size, shuffle_buffer, base_seed, start_epoch):
     def one_epoch(epoch):
         # The shuffle's seed pair becomes (1, epoch seed): a tensor op seed next to a
         # global seed of 0 (`--seed 0`) trips TF's seed handling, and the epoch's

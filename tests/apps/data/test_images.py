@@ -26,10 +26,13 @@ def test_batches_are_normalised_float32():
     np.testing.assert_allclose(symmetric.numpy(), pixels[:8] / 127.5 - 1, atol=1e-6)
 
 
-def test_training_is_an_endless_stream_of_full_batches():
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_training_is_an_endless_stream_of_full_batches(in_memory):
     dataset, _ = _examples(count=20)
     assert [len(y) for _, y in pipeline(dataset, batch_size=8)] == [8, 8, 4]
-    training = pipeline(dataset, batch_size=8, training=True, seed=0)
+    training = pipeline(
+        dataset, batch_size=8, training=True, seed=0, in_memory=in_memory
+    )
     epochs = [labels.numpy() for _, labels in training.take(6)]
     assert all(len(labels) == 8 for labels in epochs)
     # 2 full batches per epoch; each epoch draws 16 distinct examples of the 20.
@@ -38,6 +41,14 @@ def test_training_is_an_endless_stream_of_full_batches():
     assert images.epoch_steps(20, 8) == 2
     with pytest.raises(ValueError, match="fewer than one batch"):
         images.epoch_steps(5, 8)
+
+
+def test_in_memory_needs_a_known_size():
+    dataset, _ = _examples(count=20)
+    unknown = dataset.filter(lambda image, label: label < 10)
+    with pytest.raises(ValueError, match="known, static size"):
+        pipeline(unknown, batch_size=4, training=True, in_memory=True)
+    assert next(iter(pipeline(unknown, batch_size=4, training=True)))[0].shape[0] == 4
 
 
 def test_count_examples():
@@ -72,12 +83,18 @@ def test_resize_and_channel_conversion():
     np.testing.assert_array_equal(batch[..., 0], batch[..., 2])
 
 
-def test_epoch_order_depends_only_on_seed_and_epoch():
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_epoch_order_depends_only_on_seed_and_epoch(in_memory):
     dataset, _ = _examples(count=64)
 
     def order(seed, start_epoch=0):
         data = pipeline(
-            dataset, batch_size=64, training=True, seed=seed, start_epoch=start_epoch
+            dataset,
+            batch_size=64,
+            training=True,
+            seed=seed,
+            start_epoch=start_epoch,
+            in_memory=in_memory,
         )
         return [tuple(labels.numpy()) for _, labels in data.take(3)]
 
@@ -88,7 +105,8 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert order(4) != first
 
 
-def test_crop_augmentation_shifts_each_image_exactly():
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_crop_augmentation_shifts_each_image_exactly(in_memory):
     dataset, pixels = _examples(count=16, size=16)
     data = pipeline(
         dataset,
@@ -97,12 +115,12 @@ def test_crop_augmentation_shifts_each_image_exactly():
         augment=("crop",),
         seed=1,
         normalization="none",
-        shuffle_buffer=1,
+        in_memory=in_memory,
     )
-    batch = next(iter(data))[0].numpy()
+    batch, labels = (tensor.numpy() for tensor in next(iter(data)))
     padded = np.pad(pixels, [(0, 0), (2, 2), (2, 2), (0, 0)])
     offsets = set()
-    for image, source in zip(batch, padded, strict=True):
+    for image, source in zip(batch, padded[labels], strict=True):
         matches = [
             (dy, dx)
             for dy in range(5)
