@@ -8,7 +8,8 @@ Importing ``apps`` imports the model families so that they register::
     model = apps.build("vgg16", classes=10, input_shape=(28, 28, 1))
 """
 
-from apps import registry, vision  # vision: imported for its registrations
+# sequence, vision: imported for their registrations
+from apps import registry, sequence, vision
 from apps.registry import UnknownModelError, build, get_model_info, list_models
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "get_model_info",
     "list_models",
     "registry",
+    "sequence",
     "vision",
 ]

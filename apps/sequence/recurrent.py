@@ -1,0 +1,370 @@
+"""Recurrent sequence classifiers: SimpleRNN, LSTM and GRU, stacked, bidirectional.
+
+- SimpleRNN: Elman, "Finding Structure in Time", Cognitive Science 1990.
+- LSTM: Hochreiter & Schmidhuber, "Long Short-Term Memory", Neural Computation 1997
+  (with the forget gate of Gers et al., 2000, as Keras has it).
+- GRU: Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for
+  Statistical Machine Translation", EMNLP 2014.
+- Bidirectional: Schuster & Paliwal, "Bidirectional Recurrent Neural Networks",
+  IEEE Trans. Signal Processing 1997.
+
+An image ``(height, width, channels)`` is read as ``height`` time steps of
+``width * channels`` features (Fashion-MNIST: 28 rows of 28 pixels), reshaped inside
+the model (layer ``rows``); a ``(time, features)`` input is read as it is. The
+``depth`` recurrent layers are named ``lstm_1``, ``lstm_2``, ... (``gru_1``,
+``rnn_1``; ``bilstm_1`` when bidirectional); all but the last return sequences; the
+last one's final state goes to ``predictions``.
+"""
+
+import numbers
+
+import keras
+from keras import layers as kl
+
+from apps.registry import register_model
+from apps.vision import _common
+
+PAPERS = {
+    "rnn": 'Elman, "Finding Structure in Time", Cognitive Science 1990',
+    "lstm": (
+        'Hochreiter & Schmidhuber, "Long Short-Term Memory", Neural Computation 1997'
+    ),
+    "gru": (
+        'Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder '
+        'for Statistical Machine Translation", EMNLP 2014'
+    ),
+    "bidirectional": (
+        'Schuster & Paliwal, "Bidirectional Recurrent Neural Networks", IEEE '
+        "Trans. Signal Processing 1997"
+    ),
+}
+CELLS = {"rnn": kl.SimpleRNN, "lstm": kl.LSTM, "gru": kl.GRU}
+DEFAULT_INPUT_SHAPE = (28, 28, 1)
+HYPERPARAMETERS = ("units", "depth", "dropout", "recurrent_dropout")
+
+
+def check_sequence_shape(input_shape):
+    """Returns ``input_shape`` as ``(time, features)`` or ``(height, width, channels)``.
+
+    The number of time steps (``time``, ``height``) may be ``None``; the rest must
+    be positive integers.
+    """
+    error = ValueError(
+        "input_shape must be (time, features) or (height, width, channels) with "
+        "positive integers (time or height may be None). "
+        f"Received: input_shape={input_shape!r}"
+    )
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise error from None
+    if isinstance(input_shape, str) or len(shape) not in (2, 3):
+        raise error
+    for index, dim in enumerate(shape):
+        if dim is None and index == 0:
+            continue
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise error
+    return tuple(None if dim is None else int(dim) for dim in shape)
+
+
+def _recurrent(
+    cell,
+    *,
+    bidirectional=False,
+    include_top=True,
+    input_shape=None,
+    classes=10,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.0,
+    weights=None,
+    name,
+    units=128,
+    depth=1,
+    recurrent_dropout=0.0,
+):
+    """The generic recurrent classifier; see the public builders' docstrings."""
+    _common.check_bool("include_top", include_top)
+    _common.check_bool("bidirectional", bidirectional)
+    input_shape = check_sequence_shape(
+        DEFAULT_INPUT_SHAPE if input_shape is None else input_shape
+    )
+    if include_top:
+        _common.check_positive_int("classes", classes)
+    _common.check_choice("pooling", pooling, (None,))
+    _common.check_activation("classifier_activation", classifier_activation)
+    _common.check_rate("dropout", dropout)
+    _common.check_rate("recurrent_dropout", recurrent_dropout)
+    _common.check_weights(weights)
+    _common.check_positive_int("units", units)
+    _common.check_positive_int("depth", depth)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    if len(input_shape) == 3:
+        steps, width, channels = input_shape
+        x = kl.Reshape((-1 if steps is None else steps, width * channels), name="rows")(
+            x
+        )
+
+    # Recurrent layers
+    prefix = f"bi{cell}" if bidirectional else cell
+    for index in range(1, depth + 1):
+        layer_name = f"{prefix}_{index}"
+        layer = CELLS[cell](
+            units,
+            return_sequences=index < depth,
+            recurrent_dropout=recurrent_dropout,
+            name=layer_name if not bidirectional else f"{cell}_{index}",
+        )
+        if bidirectional:
+            layer = kl.Bidirectional(layer, name=layer_name)
+        x = layer(x)
+        if dropout:
+            x = kl.Dropout(dropout, name=f"{layer_name}_dropout")(x)
+
+    # Classifier
+    if include_top:
+        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+
+    model = keras.Model(inputs, x, name=name)
+    return _common.load_weights(model, weights)
+
+
+@register_model(
+    family="recurrent",
+    paper=PAPERS["rnn"],
+    task="sequence_classification",
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=1,
+    hyperparameters=HYPERPARAMETERS,
+)
+def rnn(
+    include_top=True,
+    input_shape=None,
+    classes=10,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.0,
+    weights=None,
+    name="rnn",
+    units=128,
+    depth=1,
+    recurrent_dropout=0.0,
+):
+    """Elman's simple recurrent network (tanh units), stacked ``depth`` times.
+
+    Args:
+        include_top: whether to add ``predictions``; without it the model returns
+            the last recurrent layer's final state.
+        input_shape: ``(height, width, channels)`` (read row by row) or
+            ``(time, features)``; defaults to ``(28, 28, 1)``.
+        classes: number of classes.
+        pooling: must be ``None`` (the final state is the summary).
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after each recurrent layer, in [0, 1).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        units: state size of each recurrent layer (of each direction).
+        depth: number of stacked recurrent layers.
+        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
+            (Gal & Ghahramani, 2016).
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
+    """
+    return _recurrent(
+        "rnn",
+        bidirectional=False,
+        include_top=include_top,
+        input_shape=input_shape,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+        units=units,
+        depth=depth,
+        recurrent_dropout=recurrent_dropout,
+    )
+
+
+@register_model(
+    family="recurrent",
+    paper=PAPERS["lstm"],
+    task="sequence_classification",
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=1,
+    hyperparameters=HYPERPARAMETERS,
+)
+def lstm(
+    include_top=True,
+    input_shape=None,
+    classes=10,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.0,
+    weights=None,
+    name="lstm",
+    units=128,
+    depth=1,
+    recurrent_dropout=0.0,
+):
+    """Long short-term memory, stacked ``depth`` times.
+
+    Args:
+        include_top: whether to add ``predictions``; without it the model returns
+            the last recurrent layer's final state.
+        input_shape: ``(height, width, channels)`` (read row by row) or
+            ``(time, features)``; defaults to ``(28, 28, 1)``.
+        classes: number of classes.
+        pooling: must be ``None`` (the final state is the summary).
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after each recurrent layer, in [0, 1).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        units: state size of each recurrent layer (of each direction).
+        depth: number of stacked recurrent layers.
+        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
+            (Gal & Ghahramani, 2016).
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
+    """
+    return _recurrent(
+        "lstm",
+        bidirectional=False,
+        include_top=include_top,
+        input_shape=input_shape,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+        units=units,
+        depth=depth,
+        recurrent_dropout=recurrent_dropout,
+    )
+
+
+@register_model(
+    family="recurrent",
+    paper=PAPERS["gru"],
+    task="sequence_classification",
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=1,
+    hyperparameters=HYPERPARAMETERS,
+)
+def gru(
+    include_top=True,
+    input_shape=None,
+    classes=10,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.0,
+    weights=None,
+    name="gru",
+    units=128,
+    depth=1,
+    recurrent_dropout=0.0,
+):
+    """Gated recurrent units, stacked ``depth`` times.
+
+    Args:
+        include_top: whether to add ``predictions``; without it the model returns
+            the last recurrent layer's final state.
+        input_shape: ``(height, width, channels)`` (read row by row) or
+            ``(time, features)``; defaults to ``(28, 28, 1)``.
+        classes: number of classes.
+        pooling: must be ``None`` (the final state is the summary).
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after each recurrent layer, in [0, 1).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        units: state size of each recurrent layer (of each direction).
+        depth: number of stacked recurrent layers.
+        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
+            (Gal & Ghahramani, 2016).
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
+    """
+    return _recurrent(
+        "gru",
+        bidirectional=False,
+        include_top=include_top,
+        input_shape=input_shape,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+        units=units,
+        depth=depth,
+        recurrent_dropout=recurrent_dropout,
+    )
+
+
+@register_model(
+    family="recurrent",
+    paper=PAPERS["bidirectional"],
+    task="sequence_classification",
+    default_input_shape=DEFAULT_INPUT_SHAPE,
+    min_input_size=1,
+    hyperparameters=HYPERPARAMETERS,
+)
+def bilstm(
+    include_top=True,
+    input_shape=None,
+    classes=10,
+    pooling=None,
+    classifier_activation="softmax",
+    dropout=0.0,
+    weights=None,
+    name="bilstm",
+    units=128,
+    depth=1,
+    recurrent_dropout=0.0,
+):
+    """Bidirectional LSTM: each layer reads forwards and backwards, concatenated.
+
+    Args:
+        include_top: whether to add ``predictions``; without it the model returns
+            the last recurrent layer's final state.
+        input_shape: ``(height, width, channels)`` (read row by row) or
+            ``(time, features)``; defaults to ``(28, 28, 1)``.
+        classes: number of classes.
+        pooling: must be ``None`` (the final state is the summary).
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after each recurrent layer, in [0, 1).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        units: state size of each recurrent layer (of each direction).
+        depth: number of stacked recurrent layers.
+        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
+            (Gal & Ghahramani, 2016).
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
+    """
+    return _recurrent(
+        "lstm",
+        bidirectional=True,
+        include_top=include_top,
+        input_shape=input_shape,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        weights=weights,
+        name=name,
+        units=units,
+        depth=depth,
+        recurrent_dropout=recurrent_dropout,
+    )

@@ -1,0 +1,130 @@
+"""The LSTM classifier on Fashion-MNIST, rows as time steps: test accuracy and time.
+
+    python benchmarks/lstm_fashion_mnist.py            # 15 epochs, target >= 88 %
+
+Runs ``python -m apps.classify train --model lstm --dataset fashion_mnist --epochs N
+--seed 0 --output RUN_DIR`` (in this process, through ``apps.classify.main``): each
+28x28 image is read as 28 time steps of 28 pixels by a 128-unit LSTM. Records the
+test accuracy on the 10,000 test images, the wall-clock time and the load average
+sampled during the run (the CPU is shared). Writes JSON (default
+``benchmarks/results/lstm_fashion_mnist.json``); the run directory is kept under
+``--run-dir`` (default: a temporary directory, removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "lstm_fashion_mnist.json"
+TARGET_ACCURACY = 0.88
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="lstm", help="rnn, lstm, gru or bilstm")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="more `apps.classify train` flags, e.g. --option=--batch-size=64",
+    )
+    parser.add_argument("--run-dir", help="keep the run directory here")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import apps.sequence  # noqa: F401  (registers the recurrent classifiers)
+    from apps import classify
+
+    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="lstm-fashion-mnist-"))
+    command = [
+        "train",
+        "--model",
+        args.model,
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        "0",
+    ]
+    for option in args.option:
+        flag, _, value = option.partition("=")
+        command += [flag, value] if value else [flag]
+    command += ["--overwrite", "--output", str(run_dir)]
+
+    samples, done = [], threading.Event()
+
+    def sample_load():
+        while not done.is_set():
+            samples.append(os.getloadavg()[0])
+            done.wait(10)
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    code = classify.main(command)
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if code != 0:
+        print(f"training failed with exit code {code}", file=sys.stderr)
+        return code
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    accuracy = metrics["test_accuracy"]
+    result = {
+        "benchmark": "lstm_fashion_mnist",
+        "command": "python -m apps.classify " + " ".join(command),
+        "model": args.model,
+        "test_accuracy": accuracy,
+        "test_top5": metrics["test_top5"],
+        "test_examples": metrics["test_examples"],
+        "epochs": metrics["epochs"],
+        "wall_seconds": round(wall, 1),
+        "images_per_second": metrics["images_per_second"],
+        "parameters": metrics["parameters"],
+        "final": metrics["final"],
+        "target": {
+            "test_accuracy": TARGET_ACCURACY,
+            "met": accuracy >= TARGET_ACCURACY,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_during": {
+                "samples": len(samples),
+                "mean_1min": round(sum(samples) / max(len(samples), 1), 2),
+                "max_1min": round(max(samples, default=float("nan")), 2),
+            },
+        },
+        "versions": metrics["versions"],
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"{args.model}: test accuracy {accuracy:.2%} after {metrics['epochs']} epochs "
+        f"in {wall:.0f} s (target >= {TARGET_ACCURACY:.0%}: "
+        f"{'met' if result['target']['met'] else 'NOT met'}). Wrote {output}"
+    )
+    if not args.run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0 if result["target"]["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Recurrent classifiers and ViT: Fashion-MNIST-sized input, a training step, save/load.
+
+Parametrised over the registry, so a newly registered sequence classifier is tested
+at once.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import apps
+import apps.sequence  # noqa: F401  (registers the sequence models)
+from apps import classify
+
+SEQUENCE_CLASSIFIERS = apps.list_models(task="sequence_classification")
+# ViT is an image classifier (the image-model tests cover it too); it is here
+# because it lives in apps/sequence and apps.classify must take it.
+CLASSIFIERS = [*SEQUENCE_CLASSIFIERS, "vit"]
+CLASSES = 10
+BATCH = 8
+SMALL = {
+    "vit": {"hidden_size": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
+}
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, size=(BATCH, 28, 28, 1)).astype("float32")
+    return images, np.arange(BATCH) % CLASSES
+
+
+def test_the_recurrent_family_is_registered():
+    assert {"rnn", "lstm", "gru", "bilstm"} <= set(SEQUENCE_CLASSIFIERS)
+    assert "vit" in apps.list_models(task="image_classification")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_builds_trains_a_step_and_round_trips(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    images, labels = _batch()
+    model = apps.build(
+        name, input_shape=(28, 28, 1), classes=CLASSES, **SMALL.get(name, {})
+    )
+    predictions = np.asarray(model(images, training=False))
+    assert predictions.shape == (BATCH, CLASSES)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = [np.copy(w) for w in model.get_weights()]
+    loss = model.train_on_batch(images, labels)
+    assert np.isfinite(loss)
+    assert any(
+        not np.array_equal(old, new)
+        for old, new in zip(before, model.get_weights(), strict=True)
+    )
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        np.asarray(loaded(images, training=False)),
+        np.asarray(model(images, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_recurrent_options_shape_the_network():
+    model = apps.build("gru", units=8, depth=3, dropout=0.2)
+    assert [layer.name for layer in model.layers[1:]] == [
+        "rows",
+        "gru_1",
+        "gru_1_dropout",
+        "gru_2",
+        "gru_2_dropout",
+        "gru_3",
+        "gru_3_dropout",
+        "predictions",
+    ]
+    assert tuple(model.get_layer("rows").output.shape) == (None, 28, 28)
+    bilstm = apps.build("bilstm", units=8, include_top=False)
+    assert tuple(bilstm.output.shape) == (None, 16)  # both directions
+    sequence = apps.build("rnn", input_shape=(None, 5), units=4, classes=3)
+    assert tuple(sequence.output.shape) == (None, 3)
+    assert np.asarray(sequence(np.zeros((2, 7, 5), "float32"))).shape == (2, 3)
+
+
+def test_vit_options():
+    keras.utils.set_random_seed(0)
+    small = {"hidden_size": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
+    seven = apps.build("vit", patch_size=7, **small)
+    assert tuple(seven.get_layer("patches").output.shape) == (None, 16, 16)
+    assert tuple(seven.get_layer("position_embedding").output.shape) == (None, 17, 16)
+    mean = apps.build("vit", representation="mean", **small)
+    assert "class_token" not in {layer.name for layer in mean.layers}
+    assert tuple(mean.get_layer("position_embedding").output.shape) == (None, 49, 16)
+    tokens = apps.build("vit", include_top=False, **small)
+    assert tuple(tokens.output.shape) == (None, 50, 16)
+    pooled = apps.build("vit", include_top=False, pooling="avg", **small)
+    assert tuple(pooled.output.shape) == (None, 16)
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("lstm", {"units": 0}, "units must be an integer >= 1"),
+        ("gru", {"depth": 0}, "depth must be an integer >= 1"),
+        ("rnn", {"recurrent_dropout": 1.0}, r"recurrent_dropout must be a number"),
+        ("lstm", {"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
+        ("lstm", {"pooling": "avg"}, r"pooling must be one of \(None,\)"),
+        ("bilstm", {"input_shape": (28,)}, "input_shape must be"),
+        ("lstm", {"input_shape": (28, None, 1)}, "input_shape must be"),
+        ("gru", {"classes": 0}, "classes must be an integer >= 1"),
+        ("rnn", {"classifier_activation": "nope"}, "classifier_activation must be"),
+        ("lstm", {"weights": "imagenet"}, "no pretrained weights"),
+        ("vit", {"patch_size": 5}, "multiples of patch_size=5"),
+        ("vit", {"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
+        ("vit", {"representation": "cls"}, "representation must be one of"),
+        ("vit", {"input_shape": (None, None, 1)}, "height and width must be known"),
+        ("vit", {"depth": 0}, "depth must be an integer >= 1"),
+    ],
+)
+def test_bad_options(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        apps.build(name, **options)
+
+
+def test_classify_trains_an_lstm_on_fashion_mnist(fashion_mnist, tmp_path, capsys):
+    argv = [
+        "train",
+        "--model",
+        "lstm",
+        "--model-option",
+        "units=16",
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--eval-steps",
+        "1",
+        "--batch-size",
+        "16",
+        "--validation-split",
+        "0",
+        "--seed",
+        "0",
+        "--output",
+        str(tmp_path),
+    ]
+    assert classify.main(argv) == 0
+    assert "lstm on fashion_mnist: test accuracy" in capsys.readouterr().out
+    assert (tmp_path / "metrics.json").exists()
