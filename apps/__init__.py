@@ -8,13 +8,14 @@ Importing ``apps`` imports the model families so that they register::
     model = apps.build("vgg16", classes=10, input_shape=(28, 28, 1))
 """
 
-# sequence, vision: imported for their registrations
-from apps import registry, sequence, vision
+# generative, sequence, vision: imported for their registrations
+from apps import generative, registry, sequence, vision
 from apps.registry import UnknownModelError, build, get_model_info, list_models
 
 __all__ = [
     "UnknownModelError",
     "build",
+    "generative",
     "get_model_info",
     "list_models",
     "registry",

@@ -354,11 +354,16 @@ def make_callbacks(
     monitor: str = "val_loss",
 ) -> list[keras.callbacks.Callback]:
     """The standard callbacks of every run (see the module docstring's layout)."""
+    # Keras guesses the direction only for names it knows ("g_loss" is not one).
+    mode = "min" if monitor.endswith("loss") or monitor.endswith("fid") else "auto"
     callbacks = [
         NaNGuard(),
         throughput,
         keras.callbacks.ModelCheckpoint(
-            str(run_dir / "best.keras"), monitor=monitor, save_best_only=True
+            str(run_dir / "best.keras"),
+            monitor=monitor,
+            mode=mode,
+            save_best_only=True,
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
@@ -372,11 +377,14 @@ def make_callbacks(
         # --learning-rate after a NaN) uses the new rate, not the saved one.
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base))
     else:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=2))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, patience=2)
+        )
     if options.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=monitor,
+                mode=mode,
                 patience=options.early_stopping,
                 restore_best_weights=True,
             )
@@ -424,9 +432,11 @@ def fit(
     verbose = _verbosity(options.verbose) if workspace.chief else 0
     steps = options.steps_per_epoch or _known_steps(train)
     callbacks = keras.callbacks.CallbackList(
+        # Extra callbacks first: what they add to the logs (a GAN's FID) reaches
+        # the checkpoint, history.csv and TensorBoard.
         [
-            *make_callbacks(workspace.path, options, throughput, monitor),
             *extra_callbacks,
+            *make_callbacks(workspace.path, options, throughput, monitor),
         ],
         add_history=True,
         add_progbar=verbose != 0,

@@ -1,0 +1,295 @@
+"""python -m apps.generate: tiny real runs on Fashion-MNIST, exact resume, sample,
+export, errors."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from apps import generate
+from apps.generative import callbacks
+
+TINY = [
+    "--dataset",
+    "fashion_mnist",
+    "--steps-per-epoch",
+    "2",
+    "--batch-size",
+    "8",
+    "--latent-dim",
+    "8",
+    "--seed",
+    "0",
+    "--samples",
+    "4",
+]
+DCGAN = ["--model", "dcgan", "--width", "8", *TINY]
+
+
+def _train(output, *extra, model=DCGAN):
+    return generate.main(["train", *model, "--output", str(output), *extra])
+
+
+@pytest.fixture(scope="module")
+def trained_run(fashion_mnist, classifier_cache, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("dcgan")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_CLASSICS_CACHE", str(classifier_cache))
+        code = _train(
+            run_dir, "--epochs", "2", "--d-steps", "2", "--quality-samples", "200"
+        )
+    assert code == 0
+    return run_dir
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in (
+        "model.keras",
+        "best.keras",
+        "metrics.json",
+        "history.csv",
+        "quality.json",
+        "run.json",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+    ):
+        assert (trained_run / name).is_file(), name
+    assert not (trained_run / "state").exists()  # a finished run keeps no state
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for key in (
+        "d_loss",
+        "g_loss",
+        "d_real",
+        "d_fake",
+        "fid",
+        "inception_score",
+        "class_coverage",
+        "class_entropy",
+        "class_shares",
+        "best_fid",
+        "seconds_per_epoch",
+        "images_per_second",
+        "arguments",
+        "versions",
+    ):
+        assert key in metrics, key
+    assert metrics["epochs"] == 2 and metrics["d_steps"] == 2
+    assert metrics["images_per_step"] == 16
+    assert metrics["fid"] >= 0 and 1.0 <= metrics["inception_score"] <= 10.0
+    assert len(metrics["class_shares"]) == 10
+    assert sum(metrics["class_shares"]) == pytest.approx(1.0)
+    assert [row["epoch"] for row in metrics["per_epoch"]] == [1, 2]
+    assert all("fid" in row and "g_loss" in row for row in metrics["per_epoch"])
+    grid = Image.open(trained_run / "samples" / "epoch_002.png")
+    assert grid.size == (2 * 28 + 1, 2 * 28 + 1)  # 4 samples, 2x2, 1-pixel gaps
+
+
+def test_finished_run_is_not_overwritten(trained_run, capsys):
+    before = (trained_run / "metrics.json").read_text()
+    assert _train(trained_run, "--epochs", "2") == 0
+    assert "holds a finished run" in capsys.readouterr().out
+    assert (trained_run / "metrics.json").read_text() == before
+
+
+def test_sample_writes_a_grid(trained_run, tmp_path, capsys):
+    output = tmp_path / "grid.png"
+    code = generate.main(
+        [
+            "sample",
+            "--model-path",
+            str(trained_run / "model.keras"),
+            "--n",
+            "6",
+            "--columns",
+            "3",
+            "--output",
+            str(output),
+        ]
+    )
+    assert code == 0 and "wrote 6 images" in capsys.readouterr().out
+    assert Image.open(output).size == (3 * 29 - 1, 2 * 29 - 1)
+    code = generate.main(
+        [
+            "sample",
+            "--model-path",
+            str(trained_run / "model.keras"),
+            "--class",
+            "3",
+            "--output",
+            str(output),
+        ]
+    )
+    assert code == 2 and "only for conditional" in capsys.readouterr().err
+
+
+def test_export_serves_uint8_images(trained_run, tmp_path):
+    code = generate.main(
+        [
+            "export",
+            "--model-path",
+            str(trained_run / "model.keras"),
+            "--name",
+            "dcgan",
+            "--export-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    loaded = tf.saved_model.load(str(tmp_path / "dcgan" / "1"))
+    latent = tf.random.normal((3, 8), seed=0)
+    images = loaded.signatures["serving_default"](latent=latent)["images"]
+    assert images.dtype == tf.uint8 and images.shape == (3, 28, 28, 1)
+    drawn = loaded.signatures["sample"](
+        num_images=tf.constant(2), seed=tf.constant(5, tf.int64)
+    )["images"]
+    assert drawn.shape == (2, 28, 28, 1)
+    again = loaded.signatures["sample"](
+        num_images=tf.constant(2), seed=tf.constant(5, tf.int64)
+    )["images"]
+    np.testing.assert_array_equal(drawn, again)
+    assert (tmp_path / "dcgan" / "1" / "assets.extra" / "generator.json").is_file()
+
+
+def _digest(model_path):
+    gan = generate.load_gan(model_path)
+    digest = hashlib.sha256()
+    for variable in (
+        *gan.weights,
+        *gan.d_optimizer.variables,
+        *gan.g_optimizer.variables,
+    ):
+        digest.update(np.asarray(variable).tobytes())
+    return digest.hexdigest()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_bitwise(fashion_mnist, tmp_path, monkeypatch):
+    """N steps straight == N/2 steps, a "kill" mid-epoch, new objects, N/2 more."""
+    common = [
+        "--epochs",
+        "2",
+        "--d-steps",
+        "2",
+        "--quality-samples",
+        "0",
+        "--checkpoint-every",
+        "1",
+    ]
+    assert _train(tmp_path / "straight", *common) == 0
+
+    def kill_in_epoch_two(self, batch, logs=None):
+        if int(self.model.g_optimizer.iterations) == 3:  # epoch 2, its 2nd step
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.SampleGrid, "on_train_batch_begin", kill_in_epoch_two)
+        with pytest.raises(_Killed):
+            _train(tmp_path / "killed", *common)
+    assert (tmp_path / "killed" / "state").is_dir()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    assert _train(tmp_path / "killed", *common) == 0  # resumes: new objects
+    assert _digest(tmp_path / "killed" / "model.keras") == _digest(
+        tmp_path / "straight" / "model.keras"
+    )
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert resumed["per_epoch"] == straight["per_epoch"]
+
+
+def test_conditional_models_get_the_dataset_classes(fashion_mnist):
+    import apps
+
+    args = generate.build_parser().parse_args(
+        ["train", "--model", "cdcgan", "--dataset", "fashion_mnist", "--output", "x"]
+    )
+    info = apps.get_model_info("cdcgan")
+    assert generate._builder_options(info, args, fashion_mnist)["classes"] == 10
+    args.model = "mlp_gan"  # conditional only when asked: classes=None by default
+    info = apps.get_model_info("mlp_gan")
+    assert "classes" not in generate._builder_options(info, args, fashion_mnist)
+    args.model_option = ["classes=10"]
+    assert generate._builder_options(info, args, fashion_mnist)["classes"] == 10
+    args.model_option = ["classes=3"]
+    with pytest.raises(generate.UsageError, match="fashion_mnist has 10 classes"):
+        generate._builder_options(info, args, fashion_mnist)
+
+
+def test_sample_one_class_of_a_conditional_gan(tmp_path, capsys):
+    import apps
+
+    model = apps.build("cdcgan", width=8, latent_dim=8, seed=0)
+    model.compile()
+    model.save(tmp_path / "model.keras")
+    argv = ["sample", "--model-path", str(tmp_path / "model.keras"), "--n", "4"]
+    output = tmp_path / "boots.png"
+    assert generate.main([*argv, "--class", "9", "--output", str(output)]) == 0
+    assert Image.open(output).size == (2 * 29 - 1, 2 * 29 - 1)
+    code = generate.main([*argv, "--class", "10", "--output", str(output)])
+    assert code == 2 and "class labels must be in [0, 10)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--d-steps", "0"], "--d-steps must be >= 1"),
+        (["--latent-dim", "0"], "--latent-dim must be a positive integer"),
+        (["--image-size", "27", "27"], "DCGAN builds images whose sides"),
+        (["--model", "lenet5"], "lenet5 is not a generative model"),
+        (["--model", "dcgn"], "Did you mean 'dcgan'"),
+        (["--dataset", "fashion_mnst"], "Did you mean: fashion_mnist"),
+        (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
+        (["--model", "mlp_gan", "--width", "8"], "mlp_gan does not take ['width']"),
+        (["--quality-classifier", "nowhere.keras"], "--quality-classifier"),
+        (["--batch-size", "40000", "--d-steps", "2"], "fewer than one batch"),
+    ],
+)
+def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):
+    base = {"--model": "dcgan", "--dataset": "fashion_mnist"}
+    extra = []
+    index = 0
+    while index < len(argv):
+        flag = argv[index]
+        values = []
+        index += 1
+        while index < len(argv) and not argv[index].startswith("--"):
+            values.append(argv[index])
+            index += 1
+        if flag in base:
+            base[flag] = values[0]
+        else:
+            extra += [flag, *values]
+    code = generate.main(
+        [
+            "train",
+            "--model",
+            base["--model"],
+            "--dataset",
+            base["--dataset"],
+            "--output",
+            str(tmp_path / "run"),
+            *extra,
+        ]
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+
+def test_unknown_loss_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, "--loss", "wgan")
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'wgan'" in capsys.readouterr().err
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path, capsys):
+    code = generate.main(
+        ["sample", "--model-path", str(tmp_path / "no.keras"), "--output", "x.png"]
+    )
+    assert code == 2 and "does not exist" in capsys.readouterr().err
