@@ -20,31 +20,15 @@ Re-running an interrupted `train` with the same --output resumes it. Exit codes:
 from __future__ import annotations
 
 import argparse
-import ast
-import contextlib
-import inspect
 import math
 import sys
 import time
 from pathlib import Path
 
+from apps.cli import UsageError, bad_input, check_builder_options, model_options
+
 PREPROCESSING_FILE = "preprocessing.json"
 TTA_MODES = ("none", "flip", "10crop")
-
-
-class UsageError(ValueError):
-    """Bad command-line input; reported with exit code 2."""
-
-
-@contextlib.contextmanager
-def bad_input():
-    """Reports a ValueError raised while checking input as a UsageError (exit 2)."""
-    try:
-        yield
-    except ValueError as error:
-        if isinstance(error, UsageError):
-            raise
-        raise UsageError(str(error)) from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,33 +302,10 @@ def _train_options(args):
 
 def _builder_options(info, args) -> dict:
     """--dropout and --model-option KEY=VALUE, checked against the builder."""
-    options = {}
-    for item in args.model_option:
-        key, separator, text = item.partition("=")
-        if not separator or not key:
-            raise UsageError(f"--model-option takes KEY=VALUE. Received: {item!r}")
-        options[key.strip().replace("-", "_")] = _literal(text.strip())
+    options = model_options(args.model_option)
     if args.dropout is not None:
         options["dropout"] = args.dropout
-    parameters = inspect.signature(info.builder).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    fixed = {"input_shape", "classes"}
-    unknown = sorted(
-        key
-        for key in options
-        if key in fixed or (key not in parameters and not accepts_any)
-    )
-    if unknown:
-        allowed = sorted(set(parameters) - fixed - {"name"})
-        raise UsageError(f"{info.name} does not take {unknown}. Its options: {allowed}")
-    return options
-
-
-def _literal(text):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    return check_builder_options(info, options, fixed=("input_shape", "classes"))
 
 
 def _preprocessing_spec(args, dataset_info, model_info) -> dict:

@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from apps.classify import UsageError, bad_input
+from apps.cli import UsageError, bad_input, check_builder_options, model_options
 
 TASK = "generation"
 DEFAULT_BATCH_SIZE = 64
@@ -440,25 +440,14 @@ def _compile_options(args) -> dict:
 def _builder_options(info, args, dataset_info) -> dict:
     """--latent-dim, --width, --attention, --model-option, checked against the
     builder; conditional builders get the dataset's classes."""
-    from apps.classify import _literal
-
-    options = {}
-    for item in args.model_option:
-        key, separator, text = item.partition("=")
-        if not separator or not key:
-            raise UsageError(f"--model-option takes KEY=VALUE. Received: {item!r}")
-        options[key.strip().replace("-", "_")] = _literal(text.strip())
+    options = model_options(args.model_option)
     for key in ("latent_dim", "width"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.attention:
         options["attention"] = True
+    check_builder_options(info, options, fixed=("input_shape", "seed"))
     parameters = inspect.signature(info.builder).parameters
-    fixed = {"input_shape", "seed", "name"}
-    unknown = sorted(key for key in options if key in fixed or key not in parameters)
-    if unknown:
-        allowed = sorted(set(parameters) - fixed)
-        raise UsageError(f"{info.name} does not take {unknown}. Its options: {allowed}")
     classes = parameters.get("classes")
     if classes is not None and (
         classes.default is not None or options.get("classes") is not None

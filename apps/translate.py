@@ -39,35 +39,19 @@ Exit codes: 0 done, 1 some input refused or training failed (e.g. a NaN loss),
 from __future__ import annotations
 
 import argparse
-import ast
-import contextlib
-import inspect
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from apps.cli import UsageError, bad_input, check_builder_options, model_options
+
 DEFAULT_MODEL = "transformer"
 SAMPLE_TEXT = "Thursday, 3rd of May 1979"
 ATTENTION_FILE = "attention.png"
 MAX_BEAM = 64
 SIGNATURE = "serving_default"
-
-
-class UsageError(ValueError):
-    """Bad command-line input; reported with exit code 2."""
-
-
-@contextlib.contextmanager
-def bad_input():
-    """Reports a ValueError raised while checking input as a UsageError (exit 2)."""
-    try:
-        yield
-    except ValueError as error:
-        if isinstance(error, UsageError):
-            raise
-        raise UsageError(str(error)) from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,27 +350,10 @@ def _sequence_accuracy(labels, logits):
 
 def _builder_options(info, args) -> dict:
     """--dropout and --model-option KEY=VALUE, checked against the builder."""
-    options = {}
-    for item in args.model_option:
-        key, separator, value = item.partition("=")
-        if not separator or not key:
-            raise UsageError(f"--model-option takes KEY=VALUE. Received: {item!r}")
-        options[key.strip().replace("-", "_")] = _literal(value.strip())
+    options = model_options(args.model_option)
     if args.dropout is not None:
         options["dropout"] = args.dropout
-    parameters = inspect.signature(info.builder).parameters
-    unknown = sorted(key for key in options if key not in parameters or key == "name")
-    if unknown:
-        allowed = sorted(set(parameters) - {"name"})
-        raise UsageError(f"{info.name} does not take {unknown}. Its options: {allowed}")
-    return options
-
-
-def _literal(text):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    return check_builder_options(info, options)
 
 
 def _datasets(args, model, global_batch):
