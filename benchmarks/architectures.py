@@ -41,7 +41,7 @@ def main(argv=None):
     parser.add_argument("--output", default=str(RESULTS / "architectures.json"))
     args = parser.parse_args(argv)
 
-    rows = []
+    rows, result = [], None
     for model in args.models:
         run_dir = Path(args.output_dir) / model
         command = [sys.executable, "-m", "apps.classify", "train", "--model", model,
@@ -69,11 +69,7 @@ def main(argv=None):
             "load_average": os.getloadavg(),
         })
         print(f"{model}: {metrics['test_accuracy']:.2%} in {seconds:.0f} s")
-    result = {"benchmark": "architectures", "epochs": args.epochs,
-              "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
-              "models": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+        result = _write(args, rows)  # after each model: a long run keeps what it has
     print("| model | test accuracy | parameters | images/s | wall s |")
     print("|---|---|---|---|---|")
     for row in rows:
@@ -81,6 +77,15 @@ def main(argv=None):
             print(f"| `{row['model']}` | {row['test_accuracy']:.2%} | "
                   f"{row['parameters']:,} | {row['images_per_second'] or 0:,.0f} | "
                   f"{row['wall_seconds']:.0f} |")
+    return result
+
+
+def _write(args, rows):
+    result = {"benchmark": "architectures", "epochs": args.epochs,
+              "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
+              "models": rows}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
     return result
 
 

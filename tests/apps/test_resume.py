@@ -80,14 +80,7 @@ def _kill_after_snapshot(output, target_step, *extra):
     deadline = time.time() + 240
     state = output / "state"
     while time.time() < deadline and process.poll() is None:
-        steps = (
-            [
-                json.loads(p.read_text())["position"]["global_step"]
-                for p in state.glob("state-*.json")
-            ]
-            if state.exists()
-            else []
-        )
+        steps = _saved_steps(state)
         if steps and max(steps) >= target_step:
             break
         time.sleep(0.01)
@@ -95,6 +88,17 @@ def _kill_after_snapshot(output, target_step, *extra):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (output / "metrics.json").exists()
+
+
+def _saved_steps(state):
+    """Steps of the snapshots on disk now; the run prunes old ones as we look."""
+    steps = []
+    for path in state.glob("state-*.json") if state.exists() else []:
+        try:
+            steps.append(json.loads(path.read_text())["position"]["global_step"])
+        except (OSError, ValueError):
+            continue
+    return steps
 
 
 def _damage_latest(output, suffix):
