@@ -1,0 +1,207 @@
+"""A small-budget search against the default hyper-parameters, same family, same budget.
+
+    python benchmarks/tuning_search.py          # LeNet-5: ~2 min on 2 CPU cores
+
+Runs, on Fashion-MNIST (the 10 % of the training split held out for validation):
+
+1. the default model: exactly ``python -m apps.classify train --model lenet5
+   --dataset fashion_mnist --epochs 2 --steps-per-epoch 100 --batch-size 64
+   --seed 0 --output DIR/default`` (the builder's defaults: tanh, average pooling,
+   no dropout; Adam at its default 1e-3);
+2. the search: exactly ``python -m tuning search --model lenet5 --dataset
+   fashion_mnist --tuner random --max-trials 6 --epochs 2 --steps-per-epoch 100
+   --batch-size 64 --seed 0 --output DIR/search`` (learning_rate, dropout,
+   activation, pool_type; LeNet-5's depth is fixed),
+
+both through ``main`` in this process, with the same training core, data pipeline,
+seed and budget per model (2 epochs x 100 steps x 64 images). Compared: the best
+epoch's validation accuracy (the search's objective) of the default run and of the
+best trial, and, as a check that is not the objective, the test accuracy (10,000
+images) of the default run's final model and of the best trial's final model.
+Writes benchmarks/results/tuning_search.json and prints the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "tuning_search.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="lenet5", help="a tunable model (lenet5)")
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--tuner", default="random")
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-steps",
+        type=int,
+        help="limit validation and test to N batches (smoke runs; default: all)",
+    )
+    parser.add_argument("--workdir", help="keep the runs here (default: temporary)")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="tuning-bench-") as temporary:
+        workdir = Path(args.workdir or temporary)
+        budget = [
+            "--dataset",
+            args.dataset,
+            "--epochs",
+            str(args.epochs),
+            "--steps-per-epoch",
+            str(args.steps_per_epoch),
+            "--batch-size",
+            str(args.batch_size),
+            "--seed",
+            str(args.seed),
+        ]
+        if args.eval_steps:
+            budget += ["--eval-steps", str(args.eval_steps)]
+        default_argv = ["train", "--model", args.model, *budget]
+        default_argv += ["--output", str(workdir / "default")]
+        search_argv = ["search", "--model", args.model, "--tuner", args.tuner]
+        search_argv += ["--max-trials", str(args.trials), *budget]
+        search_argv += ["--output", str(workdir / "search")]
+
+        from apps import classify, training
+        from tuning import search as search_lib
+        from tuning.__main__ import main as tuning_main
+
+        started = time.perf_counter()
+        if classify.main(default_argv) != 0:
+            return 1
+        default_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        if tuning_main(search_argv) != 0:
+            return 1
+        search_seconds = time.perf_counter() - started
+
+        default_history = training.read_history(workdir / "default")
+        rows = search_lib.collect_trials(workdir / "search")
+        best = search_lib.best_trial(rows)
+        best_run = workdir / "search" / "trials" / f"trial_{best['trial_id']}"
+        default_test = _test_accuracy(workdir / "default" / "model.keras", args)
+        tuned_test = _test_accuracy(best_run / "model.keras", args, workdir / "search")
+        default_val = max(default_history["val_accuracy"])
+
+    result = {
+        "benchmark": "tuning_search",
+        "command": " ".join(
+            ["python benchmarks/tuning_search.py", *(argv or sys.argv[1:])]
+        ),
+        "default_command": "python -m apps.classify " + " ".join(default_argv),
+        "search_command": "python -m tuning " + " ".join(search_argv),
+        "budget_per_model": {
+            "epochs": args.epochs,
+            "steps_per_epoch": args.steps_per_epoch,
+            "batch_size": args.batch_size,
+            "images": args.epochs * args.steps_per_epoch * args.batch_size,
+        },
+        "default": {
+            "val_accuracy": default_val,
+            "val_accuracy_final_epoch": default_history["val_accuracy"][-1],
+            "test_accuracy": default_test,
+            "seconds": default_seconds,
+        },
+        "search": {
+            "tuner": args.tuner,
+            "trials": len(rows),
+            "best_trial": best["trial_id"],
+            "best_hyperparameters": best["hyperparameters"],
+            "val_accuracy": best["score"],
+            "test_accuracy": tuned_test,
+            "seconds": search_seconds,
+            "trial_scores": [row["score"] for row in rows],
+            "trial_seconds": [row["seconds"] for row in rows],
+        },
+        "search_beats_default": {
+            "val_accuracy": best["score"] > default_val,
+            "test_accuracy": tuned_test > default_test,
+        },
+        "versions": training.versions(),
+        "git": _git_commit(),
+        # Shared machines: other work skews the times; this says how much.
+        "load_average": {"before": load_before, "after": os.getloadavg()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print()
+    print(f"{'':24}{'val acc':>9}{'test acc':>10}{'seconds':>9}")
+    print(
+        f"{'default ' + args.model:24}{default_val:9.4f}{default_test:10.4f}"
+        f"{default_seconds:9.0f}"
+    )
+    print(
+        f"{f'search ({len(rows)} trials)':24}{best['score']:9.4f}"
+        f"{tuned_test:10.4f}{search_seconds:9.0f}"
+    )
+    print(f"best hyper-parameters: {best['hyperparameters']}")
+    print(f"written: {output}")
+    return 0
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit, with "+changes" when the tree differs from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return None
+    return f"{commit}+changes" if commit and dirty else commit or None
+
+
+def _test_accuracy(model_path, args, spec_dir=None) -> float:
+    """Accuracy on the whole test split, as `apps.classify evaluate` measures it."""
+    import keras
+
+    from apps import classify, data
+
+    model = keras.saving.load_model(model_path)
+    spec_file = Path(spec_dir or Path(model_path).parent) / "preprocessing.json"
+    spec = json.loads(spec_file.read_text())
+    batches = data.pipeline(
+        data.load(args.dataset, "test"),
+        batch_size=256,
+        cache=False,
+        image_size=tuple(spec["input_shape"][:2]),
+        channels=spec["channels"],
+        normalization=spec["normalization"],
+    )
+    if args.eval_steps:
+        batches = batches.take(args.eval_steps)
+    probabilities, labels = classify._predict_dataset(model, batches, tta="none")
+    return float((probabilities.argmax(axis=1) == labels).mean())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""benchmarks/: the harness, the PyTorch peers, the prototype loop, and every
+script's `main` on tiny settings (those start worker processes: slow)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import _harness  # noqa: E402
+
+
+def test_parse_variant():
+    assert _harness.parse_variant("baseline") == {}
+    assert _harness.parse_variant("intra=2,inter=1,jit,determinism=0") == {
+        "intra": 2,
+        "inter": 1,
+        "jit": True,
+        "determinism": False,
+    }
+    assert _harness.variant_label({"spe": 8, "jit": True}) == "spe=8,jit"
+    assert _harness.variant_label({"determinism": False}) == "determinism=0"
+
+
+@pytest.mark.parametrize("text", ["threads=2", "spe", "intra=two"])
+def test_bad_variant_is_a_clear_error(text):
+    with pytest.raises(ValueError):
+        _harness.parse_variant(text)
+
+
+def test_summarise_pairs_rounds():
+    times = {"ours": [1.0, 2.0, 1.0], "theirs": [2.0, 4.0, 1.0]}
+    summary = _harness.summarise(times, 10, reference="theirs")
+    assert summary["ours"]["ratio_to_reference"] == 2.0  # median of 2, 2, 1
+    assert summary["ours"]["ratio_to_reference_best_rounds"] == 1.0
+    assert summary["theirs"]["images_per_second_median"] == 5.0
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet18"])
+def test_torch_peer_has_our_parameter_counts(name):
+    torch = pytest.importorskip("torch")
+    import _sides
+
+    import apps
+
+    model = apps.build(
+        name, input_shape=(28, 28, 1), classes=10, **_sides.model_options(name)
+    )
+    builder = {"lenet5": _sides.torch_lenet5, "resnet18": _sides.torch_resnet18}
+    net = builder[name](torch.nn)
+    trainable = sum(p.numel() for p in net.parameters())
+    buffers = sum(b.numel() for b in net.buffers() if b.dtype.is_floating_point)
+    ours = sum(int(w.numpy().size) for w in model.trainable_weights)
+    assert trainable == ours
+    assert trainable + buffers == model.count_params()
+    outputs = net(torch.zeros(2, 1, 28, 28))
+    assert tuple(outputs.shape) == (2, 10)
+
+
+def test_prototype_loop_trains_exactly_like_the_per_step_loop(fashion_mnist):
+    import _sides
+
+    from apps import loop, training
+
+    original = (loop.DistributedLoop, training.Throughput)
+    check = _sides.LoopEquivalence({}, batch_size=32, steps_per_execution=4).check(
+        2, 6, 5
+    )
+    assert (loop.DistributedLoop, training.Throughput) == original
+    assert check["weights_identical"]
+    assert check["history_per_step_loop"] == check["history_prototype_loop"]
+    counted = check["throughput_steps_counted"]
+    assert counted["per_step"] == counted["prototype"] == [6, 6]
+
+
+SCRIPTS = {
+    "torch_peer": [
+        "--models=lenet5",
+        "--batch-size=16",
+        "--steps=2",
+        "--warmup=2",
+        "--rounds=1",
+        "--fast-variant=spe=2",
+        "--torch-reference-threads=0",
+    ],
+    "tf_cpu_settings": [
+        "--baseline=batch=16",
+        "--variants=spe=2",
+        "--steps=2",
+        "--rounds=1",
+    ],
+    "loop_equivalence": [
+        "--batch-size=16",
+        "--epochs=1",
+        "--steps-per-epoch=4",
+        "--checkpoint-every=3",
+        "--steps-per-execution=2",
+        "--devices=1",
+    ],
+    "applications_parity": [
+        "--models=resnet50",
+        "--input-size=32",
+        "--batch-size=2",
+        "--steps=1",
+        "--rounds=1",
+    ],
+    "time_to_accuracy": [
+        "--epochs=1",
+        "--target=0.1",
+        "--option=--steps-per-epoch=3",
+        "--option=--eval-steps=1",
+        "--variants=baseline;spe=3",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_runs_and_writes_json(script, fashion_mnist, tmp_path):
+    if script == "torch_peer":
+        pytest.importorskip("torch")
+    import importlib
+
+    module = importlib.import_module(script)
+    output = tmp_path / f"{script}.json"
+    result = module.main([*SCRIPTS[script], f"--output={output}"])
+    written = json.loads(output.read_text())
+    assert written["benchmark"].startswith(script)
+    assert written["command"].startswith(f"python benchmarks/{script}.py")
+    for key in ("versions", "machine", "load_average", "git"):
+        assert key in written
+    assert result["benchmark"] == written["benchmark"]
