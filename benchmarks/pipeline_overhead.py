@@ -1,4 +1,4 @@
-"""Input-pipeline overhead: training step time with the real pipeline vs in-memory tensors.
+"""Input-pipeline overhead: training step time, real pipeline vs in-memory tensors.
 
     python benchmarks/pipeline_overhead.py [--model lenet5] [--batch-size 128]
         [--steps 200] [--rounds 3] [--augment flip]
@@ -8,7 +8,8 @@ batches from `apps.data.pipeline` over the real Fashion-MNIST (decode from the c
 shuffle, batch, normalise, augment, prefetch), the other from one batch held in memory.
 Rounds alternate between the two so that background load hits both alike; the
 pipeline is measured in its steady state (after the first epoch has filled its cache).
-Target: the real pipeline at most 5 % slower. Writes benchmarks/results/pipeline_overhead.json.
+Target: the real pipeline at most 5 % slower.
+Writes benchmarks/results/pipeline_overhead.json.
 """
 
 from __future__ import annotations
