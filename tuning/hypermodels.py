@@ -186,12 +186,12 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
                 same hyper-parameters would not help).
         """
         run_dir = Path(run_dir)
-        finished = read_trial_result(run_dir)
-        if finished is not None:  # killed after training, before the oracle knew
-            return _as_history(finished["history"])
         if epochs is not None:
             epochs = max(int(epochs) - int(initial_epoch), 1)
         options = self.trial_options(hp.get("learning_rate"), epochs)
+        finished = _finished_history(run_dir, options.epochs)
+        if finished is not None:  # killed after training, before the oracle knew
+            return _as_history(finished)
         try:
             training.fit(
                 model,
@@ -451,6 +451,21 @@ def read_trial_result(run_dir) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _finished_history(run_dir: Path, epochs: int) -> dict | None:
+    """The history of a trial whose training finished in ``run_dir``, or None.
+
+    Finished: its result was recorded, or the training core saved the final model
+    and cleared the run state (a kill can fall between that and the record).
+    """
+    result = read_trial_result(run_dir)
+    if result is not None:
+        return result["history"]
+    if not (run_dir / "model.keras").is_file() or (run_dir / "state").exists():
+        return None
+    history = training.read_history(run_dir)
+    return history if len(history.get(OBJECTIVE, ())) >= epochs else None
 
 
 def _as_history(history: dict) -> keras.callbacks.History:

@@ -4,7 +4,8 @@ Each run is a real `python -m tuning search` process; the kill falls at a random
 moment after an event picked at random from what a search does (a trial created,
 an epoch's run state saved, a trial finished). After the last re-run the search has
 exactly --max-trials trials, each COMPLETED or FAILED, no set of values twice, and
-every completed trial trained its full epochs once.
+every completed trial's history (as the training core reads it: a re-run epoch
+replaces the killed one's row) has its full epochs.
 """
 
 import json
@@ -48,33 +49,40 @@ def _command(output, trials):
     return [*COMMAND, "--max-trials", str(trials), "--output", str(output)]
 
 
-def _trial_state(output, index):
+def _trial_id(index, trials):
+    """Keras Tuner's id: the index, zero-padded to the width of --max-trials."""
+    return f"{index:0{len(str(trials))}d}"
+
+
+def _trial_state(output, trial_id):
     try:
         return json.loads(
-            (output / "keras_tuner" / f"trial_{index}" / "trial.json").read_text()
+            (output / "keras_tuner" / f"trial_{trial_id}" / "trial.json").read_text()
         )
     except (OSError, ValueError):
         return None
 
 
 def _happened(output, event):
-    index, phase = event
+    trial_id, phase = event
     if phase == "created":
-        return _trial_state(output, index) is not None
+        return _trial_state(output, trial_id) is not None
     if phase == "epoch saved":
-        state = output / "trials" / f"trial_{index}" / "state"
+        state = output / "trials" / f"trial_{trial_id}" / "state"
         return state.is_dir() and any(state.glob("state-*.json"))
-    return (_trial_state(output, index) or {}).get("status") in ("COMPLETED", "FAILED")
+    status = (_trial_state(output, trial_id) or {}).get("status")
+    return status in ("COMPLETED", "FAILED")
 
 
 def _pending(output, trials):
     """The events still to come, in order (those of a finished trial are past)."""
+    ids = [_trial_id(index, trials) for index in range(trials)]
     return [
-        (index, phase)
-        for index in range(trials)
-        if not _happened(output, (index, "finished"))
+        (trial_id, phase)
+        for trial_id in ids
+        if not _happened(output, (trial_id, "finished"))
         for phase in PHASES
-        if not _happened(output, (index, phase))
+        if not _happened(output, (trial_id, phase))
     ]
 
 
@@ -99,7 +107,7 @@ def _kill_after(output, trials, event, delay):
     return killed
 
 
-def _check_complete(output, trials):
+def _check_complete(output, trials, kills):
     rows = json.loads((output / "trials.json").read_text())["trials"]
     assert len(rows) == trials
     assert {row["status"] for row in rows} <= {"COMPLETED", "FAILED"}
@@ -109,36 +117,38 @@ def _check_complete(output, trials):
         if row["status"] == "COMPLETED":
             history = output / "trials" / f"trial_{row['trial_id']}" / "history.csv"
             lines = history.read_text().splitlines()[1:]
-            assert sorted(line.split(",")[0] for line in lines) == [
-                str(epoch) for epoch in range(EPOCHS)
-            ], "a trial trained an epoch twice, or missed one"
+            # An epoch whose end the kill cut short (before its state was saved)
+            # runs again and logs again; none is missing.
+            epochs = {line.split(",")[0] for line in lines}
+            assert epochs == {str(epoch) for epoch in range(EPOCHS)}
+            assert len(lines) <= EPOCHS + kills, "trained again from the start"
     assert (output / "best_model.keras").is_file()
 
 
-def _finish(output, trials):
+def _finish(output, trials, kills):
     finished = subprocess.run(
         _command(output, trials), capture_output=True, text=True, timeout=300
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    _check_complete(output, trials)
+    _check_complete(output, trials, kills)
 
 
 def test_killed_twice_the_search_still_completes(fashion_mnist, tmp_path):
     # In trial 0's training (it resumes from its run state), then right as trial 1
     # ends (between the trial's file and the oracle's).
     rng = random.Random(0)
-    for event in [(0, "epoch saved"), (1, "finished")]:
+    for event in [("0", "epoch saved"), ("1", "finished")]:
         assert _kill_after(tmp_path, 3, event, rng.uniform(0.0, 0.2))
-    _finish(tmp_path, 3)
+    _finish(tmp_path, 3, kills=2)
 
 
 @pytest.mark.slow
 def test_killed_at_ten_random_points(fashion_mnist, tmp_path):
-    trials, rng, kills = 8, random.Random(2024), 0
+    trials, rng, kills = 12, random.Random(2024), 0
     while kills < 10:
         pending = _pending(tmp_path, trials)
         assert pending, f"the search ended after {kills} kills"
         # Mostly the next event, sometimes the one after; then a random delay.
         event = pending[0] if rng.random() < 0.7 or len(pending) == 1 else pending[1]
         kills += _kill_after(tmp_path, trials, event, rng.uniform(0.0, 0.2))
-    _finish(tmp_path, trials)
+    _finish(tmp_path, trials, kills)
