@@ -8,6 +8,9 @@ Importing ``apps`` imports the model families so that they register::
     model = apps.build("vgg16", classes=10, input_shape=(28, 28, 1))
 """
 
+# runtime first: TensorFlow reads its settings when it loads.
+from apps import runtime  # noqa: I001
+
 # generative, sequence, vision: imported for their registrations
 from apps import generative, registry, sequence, vision
 from apps.registry import UnknownModelError, build, get_model_info, list_models
@@ -19,6 +22,7 @@ __all__ = [
     "get_model_info",
     "list_models",
     "registry",
+    "runtime",
     "sequence",
     "vision",
 ]

@@ -116,9 +116,25 @@ def _add_train(parser):
         type=int,
         help="replicas; on a CPU-only machine, logical CPU devices",
     )
-    distribution.add_argument("--mixed-precision", action="store_true")
-    distribution.add_argument("--jit", action="store_true", help="XLA-compile the step")
-    distribution.add_argument("--steps-per-execution", type=int, default=1)
+    distribution.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="bfloat16 compute on CPUs, float16 on GPUs (ResNet-18 1.7x faster on an "
+        "AVX-512 BF16 CPU; accuracy may differ slightly)",
+    )
+    distribution.add_argument(
+        "--jit",
+        action="store_true",
+        help="XLA-compile the step (on CPUs 2-3x slower than TensorFlow's oneDNN "
+        "kernels; for GPUs)",
+    )
+    distribution.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=training.TrainOptions.steps_per_execution,
+        help="training steps per tf.function call; callbacks and the progress bar "
+        "update once per group (default: %(default)s)",
+    )
     output = parser.add_argument_group("Output")
     output.add_argument("--output", required=True, help="run directory")
     output.add_argument("--seed", type=int, help="seeded, deterministic run")

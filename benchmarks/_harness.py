@@ -18,14 +18,12 @@ intra=N         tf.config.threading intra-op threads (0: TF's default)
 inter=N         tf.config.threading inter-op threads (0: TF's default)
 onednn=0|1      TF_ENABLE_ONEDNN_OPTS
 jit             jit_compile=True (XLA) for the training step
-spe=K           K steps per tf.function call (prototype loop)
-log_every=N     read the metrics and call the batch callbacks every N steps
+spe=K           K steps per tf.function call (the core's --steps-per-execution)
 precision=P     Keras dtype policy, e.g. mixed_bfloat16
 determinism     tf.config.experimental.enable_op_determinism() (what --seed does)
 batch=B         batch size (per step)
 data_threads=N  tf.data private thread pool of N threads for the input pipeline
 augment=A       the pipeline's augmentation (e.g. flip; default none)
-tb_batch=0      no per-batch scalars to the TensorBoard callback (see _sides)
 bare            (tf_cpu_settings) the bare train_function instead of the core
 ==============  ==========================================================
 
@@ -66,13 +64,11 @@ _VARIANT_TYPES = {
     "onednn": int,
     "jit": bool,
     "spe": int,
-    "log_every": int,
     "precision": str,
     "determinism": bool,
     "batch": int,
     "data_threads": int,
     "augment": str,
-    "tb_batch": bool,
     "bare": bool,
 }
 

@@ -3,18 +3,18 @@
 Every side has `info() -> dict` and `run(steps) -> seconds` (the wall time of
 `steps` training steps, synchronised: the last step has finished when it returns).
 
-- `keras_bare`: our model through `apps.loop.DistributedLoop.train_function` (one
-  call per step, as the core does), nothing else: no metrics read, no callbacks.
+- `keras_bare`: our model through `apps.loop.DistributedLoop.run_steps` (one call
+  per group of steps, as the core does), nothing else: no metrics read, no callbacks.
 - `keras_core`: our model through `apps.training.fit` itself (the real callbacks,
-  the progress bar, the NaN guard, the metrics read after every step), timed from
-  inside by one more callback that pauses the run between rounds.
+  the progress bar, the NaN guard, the metrics read after every group of steps),
+  timed from inside by one more callback that pauses the run between rounds.
 - `torch_peer`: the same network in PyTorch, trained by a standard PyTorch loop.
 - `keras_parity`: one of our builders or keras.applications' model, trained with the
   same step (`DistributedLoop.train_function`) on one in-memory batch.
 
 Keras sides honour the variant (see `_harness`): threads, oneDNN, XLA, steps per
-execution and sparse logs through `_prototype_loop`, mixed precision, determinism,
-batch size and tf.data threads.
+execution (the core's `TrainOptions.steps_per_execution`), mixed precision,
+determinism, batch size and tf.data threads.
 """
 
 from __future__ import annotations
@@ -45,26 +45,23 @@ def model_options(name: str) -> dict:
 # Keras sides
 
 
-def install_core_variant(variant) -> None:
-    """Monkeypatches the training core (this process) for a variant's loop settings."""
-    if variant.get("spe", 1) > 1 or variant.get("log_every"):
-        import _prototype_loop
+def steps_per_execution(variant) -> int:
+    """The variant's ``spe``, else the core's default."""
+    from apps import training
 
-        _prototype_loop.install(variant.get("spe", 1), variant.get("log_every"))
-    if variant.get("tb_batch") is False:
-        import _prototype_loop
-
-        _prototype_loop.install_epoch_tensorboard()
+    return int(variant.get("spe", training.TrainOptions.steps_per_execution))
 
 
 def float32_outputs(model):
-    """The model with its outputs cast to float32 (Keras's mixed-precision advice).
+    """The model with its outputs cast to float32 (Keras's mixed-precision advice),
+    for keras.applications' models (ours compute their outputs in float32).
 
-    Needed for `--mixed-precision` with the core's metrics: the top-5 accuracy
-    (`tf.math.in_top_k`) accepts float32 predictions only, and the step fails at once
-    with bfloat16 (or float16) ones.
+    The core's top-5 accuracy (`tf.math.in_top_k`) accepts float32 predictions only.
     """
     import keras
+
+    if all(output.dtype == "float32" for output in model.outputs):
+        return model
 
     outputs = keras.layers.Activation("linear", dtype="float32", name="float32_out")(
         model.outputs[0]
@@ -89,6 +86,7 @@ class _KerasSide:
             learning_rate=LEARNING_RATE,
             mixed_precision=False,
             jit=bool(variant.get("jit", False)),
+            steps_per_execution=steps_per_execution(variant),
             verbose="auto",
         )
         self.strategy = training.setup(self.options)
@@ -144,19 +142,18 @@ class _KerasSide:
         }
 
     def _loop(self):
-        import _prototype_loop
+        from apps import loop
 
-        return _prototype_loop.PrototypeLoop(
+        return loop.DistributedLoop(
             self.model,
             self.strategy,
             jit=self.options.jit,
-            steps_per_execution=self.variant.get("spe", 1),
-            log_every=self.variant.get("log_every"),
+            steps_per_execution=self.options.steps_per_execution,
         )
 
 
 class KerasBare(_KerasSide):
-    """`DistributedLoop.train_function` per step (or the prototype's k-step call)."""
+    """`DistributedLoop.run_steps`, `steps_per_execution` steps per call."""
 
     def __init__(self, variant, model, batch_size, stream="pipeline", **kwargs):
         super().__init__(variant, model, batch_size, **kwargs)
@@ -170,7 +167,10 @@ class KerasBare(_KerasSide):
 
     def run(self, steps: int) -> float:
         start = time.perf_counter()
-        self.runner.run_steps(self.iterator, steps)
+        while steps > 0:
+            count = min(steps, self.runner.steps_per_execution)
+            self.runner.run_steps(self.iterator, count)
+            steps -= count
         self.model.optimizer.iterations.numpy()  # the last step has finished
         return time.perf_counter() - start
 
@@ -188,7 +188,6 @@ class KerasCore(_KerasSide):
 
         from apps import training
 
-        install_core_variant(self.variant)
         side = self
 
         class Gate(keras.callbacks.Callback):
@@ -202,13 +201,17 @@ class KerasCore(_KerasSide):
                 steps = side.requests.get()
                 if steps is None:
                     raise _Stop
+                self.requested, self.started_at = steps, self.done
                 self.target = self.done + steps
                 self.start = time.perf_counter()
 
             def on_train_batch_end(self, batch, logs=None):
                 self.done = batch + 1  # one endless epoch: batch + 1 steps so far
                 if self.done >= self.target:
-                    side.results.put(time.perf_counter() - self.start)
+                    # A group of steps can overshoot the target: scale to it.
+                    ran = self.done - self.started_at
+                    elapsed = time.perf_counter() - self.start
+                    side.results.put(elapsed * self.requested / ran)
                     self.wait()
 
         self.requests, self.results = queue.Queue(), queue.Queue()
@@ -248,18 +251,24 @@ class KerasCore(_KerasSide):
 
 
 VALID_1X1 = "ours, 1x1 convolutions padding=valid"
+KERAS_CONFIG = "ours, 1x1 padding=valid, BatchNormalization axis=3"
 
 
-def valid_1x1_convolutions(model):
+def valid_1x1_convolutions(model, batch_norm_axis=None):
     """A copy of `model` whose 1x1 convolutions say padding="valid" (as
     keras.applications' ResNet50 does; ours say "same": the same output, no
-    padding either way)."""
+    padding either way), and optionally with BatchNormalization(axis=3) (theirs;
+    ours say -1, the same axis): then every layer's configuration is theirs."""
     import keras
 
     def clone(layer):
         config = layer.get_config()
         if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1):
             config["padding"] = "valid"
+        if batch_norm_axis is not None and isinstance(
+            layer, keras.layers.BatchNormalization
+        ):
+            config["axis"] = batch_norm_axis
         return layer.__class__.from_config(config)
 
     return keras.models.clone_model(model, clone_function=clone)
@@ -299,6 +308,8 @@ class KerasParity(_KerasSide):
         ours = apps.build(model, input_shape=input_shape, classes=10, **options)
         if self.source == VALID_1X1:
             return valid_1x1_convolutions(ours)
+        if self.source == KERAS_CONFIG:
+            return valid_1x1_convolutions(ours, batch_norm_axis=3)
         return ours
 
     def info(self) -> dict:
@@ -488,8 +499,8 @@ def export_fashion_mnist(path) -> str:
 
 
 class LoopEquivalence:
-    """Trains the same seeded model twice through `apps.training.fit`, per-step loop
-    and prototype loop, and compares the final weights bit for bit."""
+    """Trains the same seeded model twice through `apps.training.fit`, one step per
+    call and `steps_per_execution` per call, and compares the weights bit for bit."""
 
     def __init__(
         self,
@@ -513,20 +524,16 @@ class LoopEquivalence:
         }
 
     def check(self, epochs: int, steps_per_epoch: int, checkpoint_every: int) -> dict:
-        import _prototype_loop
         import keras
         import numpy as np
 
         import apps
-        from apps import data, loop, training
+        from apps import data, training
 
-        original = (loop.DistributedLoop, training.Throughput)
         finals, histories, rates = [], [], []
-        for prototype in (False, True):
-            loop.DistributedLoop, training.Throughput = original
-            if prototype:
-                _prototype_loop.install(self.steps_per_execution)
+        for group in (1, self.steps_per_execution):
             options = training.TrainOptions(
+                steps_per_execution=group,
                 epochs=epochs,
                 steps_per_epoch=steps_per_epoch,
                 batch_size=self.batch_size,
@@ -563,16 +570,15 @@ class LoopEquivalence:
             histories.append(history)
             rates.append([steps for _, steps in throughput.epoch_times])
             keras.backend.clear_session()
-        loop.DistributedLoop, training.Throughput = original
         identical = all(
             a.shape == b.shape and np.array_equal(a, b)
             for a, b in zip(*finals, strict=True)
         )
         return {
             "weights_identical": identical,
-            "history_per_step_loop": histories[0],
-            "history_prototype_loop": histories[1],
-            "throughput_steps_counted": {"per_step": rates[0], "prototype": rates[1]},
+            "history_one_step_per_call": histories[0],
+            "history_grouped": histories[1],
+            "throughput_steps_counted": {"one_per_call": rates[0], "grouped": rates[1]},
             "epochs": epochs,
             "steps_per_epoch": steps_per_epoch,
             "checkpoint_every": checkpoint_every,
@@ -604,18 +610,17 @@ class ClassifyRun:
 
         from apps import training
 
-        install_core_variant(variant)
-        if variant.get("precision", "float32") != "float32":
-            import apps
-
-            keras.mixed_precision.set_global_policy(variant["precision"])
-            build = apps.build
-
-            def build_float32_outputs(*args, **kwargs):
-                return float32_outputs(build(*args, **kwargs))
-
-            apps.build = build_float32_outputs
+        # The command's own flags: what a user would type.
         self.command = list(command)
+        if "spe" in variant:
+            self.command += ["--steps-per-execution", str(variant["spe"])]
+        if variant.get("precision") not in (None, "float32"):
+            if variant["precision"] != training.mixed_precision_policy():
+                raise ValueError(
+                    f"precision={variant['precision']}: the command's "
+                    f"--mixed-precision uses {training.mixed_precision_policy()}"
+                )
+            self.command.append("--mixed-precision")
         self.test_each_epoch = test_each_epoch
         self.requests, self.results = queue.Queue(), queue.Queue()
         self.epochs: list[dict] = []

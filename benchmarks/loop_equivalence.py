@@ -1,13 +1,12 @@
-"""The prototype loop (steps per execution) trains exactly like the per-step loop.
+"""Steps per execution train exactly like one step per call.
 
     python benchmarks/loop_equivalence.py                      # ~2 min
 
-Not a timing: the check behind the recommendation to run several steps per
-`tf.function` call (`_prototype_loop`). In one worker process per strategy, the
-same seeded LeNet-5 (op determinism on, as `--seed` sets it) is trained through
-`apps.training.fit` twice on the real Fashion-MNIST pipeline: with
-`apps.loop.DistributedLoop` (one step per call) and with the prototype loop
-(`--steps-per-execution` steps per call, callbacks and metrics once per group,
+Not a timing: the check behind the core's default of several steps per
+`tf.function` call. In one worker process per strategy, the same seeded LeNet-5
+(op determinism on, as `--seed` sets it) is trained through `apps.training.fit`
+twice on the real Fashion-MNIST pipeline: one step per call, and
+`--steps-per-execution` steps per call (callbacks and metrics once per group,
 groups cut at every `--checkpoint-every` boundary). The final weights must be
 identical bit for bit, the histories equal, and the Throughput callback must count
 every step. Run on the default strategy and on MirroredStrategy over 2 logical CPU

@@ -2,10 +2,10 @@
 
     python benchmarks/tf_cpu_settings.py                       # LeNet-5, ~15 min
     python benchmarks/tf_cpu_settings.py --model resnet18      # ~15 min
-    python benchmarks/tf_cpu_settings.py --variants "baseline;spe=8;jit"
+    python benchmarks/tf_cpu_settings.py --variants "baseline;spe=1;jit"
 
-Each variant (see `_harness`: threads, oneDNN, XLA, steps per execution, sparse
-logs, mixed precision, op determinism, batch size, tf.data threads) trains our model
+Each variant (see `_harness`: threads, oneDNN, XLA, steps per execution, mixed
+precision, op determinism, batch size, tf.data threads) trains our model
 through the training core (`--side core`: `apps.training.fit` with its callbacks;
 `--side bare`: `DistributedLoop.train_function` alone) in its own worker process,
 on the real Fashion-MNIST pipeline. Every variant is applied on top of the baseline
@@ -15,8 +15,8 @@ augmentation, op determinism from --seed). Variants run in groups of at most
 defaults, the core as it is) and each variant's ratio is its images/s over that
 baseline's, from alternating rounds (> 1: faster).
 
-That the prototype loop (steps per execution) trains exactly like the per-step loop
-is checked by `benchmarks/loop_equivalence.py`.
+That steps per execution train exactly like one step per call is checked by
+`benchmarks/loop_equivalence.py`.
 Writes benchmarks/results/tf_cpu_settings_<model>.json.
 """
 
@@ -40,16 +40,12 @@ DEFAULT_BASELINE = {
 # Grouped so that related variants share a group (and its baseline).
 DEFAULT_VARIANTS = {
     "lenet5": [
-        # the loop: callbacks and metrics per step, Python dispatch per step
+        # the loop: callbacks and metrics per group of steps (default 8 per call)
         "bare",
-        "tb_batch=0",
-        "log_every=8",
-        "spe=8",
-        # more steps per execution
+        "spe=1",
         "spe=4",
         "spe=16",
         "spe=64",
-        "spe=8,tb_batch=0",
         # threads and determinism
         "inter=1",
         "intra=1,inter=1",
@@ -63,11 +59,10 @@ DEFAULT_VARIANTS = {
         # batch size (images/s; not free: it changes the optimisation)
         "batch=256",
         "batch=512",
-        "spe=8,batch=256",
     ],
     "resnet18": [
         "bare",
-        "spe=4",
+        "spe=1",
         "inter=1",
         "onednn=0",
         "jit",
@@ -157,10 +152,9 @@ def main(argv=None) -> dict:
                     {**base, **variant},
                     {"model": args.model, "batch_size": batch},
                 )
-                # The same images per round as the baseline, in whole groups.
-                group_size = max(variant.get("spe", 1), variant.get("log_every", 1))
+                # The same images per round as the baseline.
                 wanted = steps * batch / variant.get("batch", batch)
-                step_counts[label] = group_size * max(1, round(wanted / group_size))
+                step_counts[label] = max(1, round(wanted))
             failures = {}
             workers = _harness.start_workers(specs, log_dir=work, failures=failures)
             try:

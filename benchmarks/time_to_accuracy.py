@@ -1,7 +1,7 @@
 """Time to 90 % accuracy on Fashion-MNIST with the README's main command.
 
     python benchmarks/time_to_accuracy.py                        # ~6 min per variant
-    python benchmarks/time_to_accuracy.py --variants "baseline;spe=8"
+    python benchmarks/time_to_accuracy.py --variants "baseline;precision=mixed_bfloat16"
     python benchmarks/time_to_accuracy.py --epochs 3 --target 0.85   # a quick look
 
 Runs, in one worker process per variant (see `_harness`), exactly

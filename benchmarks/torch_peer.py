@@ -7,12 +7,12 @@ For each model, side by side (one worker process each, alternating rounds; see
 `_harness`), on the real Fashion-MNIST training split (28x28x1, 10 classes), Adam
 (lr 1e-3, epsilon 1e-7 on both sides), the same batch size:
 
-- ``core``: our training core as a run uses it, `apps.training.fit` (callbacks,
-  progress bar, NaN guard, the metrics read after every step), fed by
-  `apps.data.pipeline` (no augmentation);
-- ``bare``: `apps.loop.DistributedLoop.train_function` alone, one call per step;
-- ``core+fast`` (``--fast-variant``): the core with the recommended settings (by
-  default the prototype loop's steps per execution: `_prototype_loop`);
+- ``core``: our training core as a run uses it, with its defaults,
+  `apps.training.fit` (callbacks, progress bar, NaN guard, the metrics read after
+  every group of steps), fed by `apps.data.pipeline` (no augmentation);
+- ``bare``: `apps.loop.DistributedLoop.run_steps` alone (no callbacks, no metrics);
+- ``core[VARIANT]`` (``--also-variant``, default ``precision=mixed_bfloat16``, what
+  ``--mixed-precision`` does on a CPU): the core with one more setting;
 - ``torch``: the same layers in PyTorch (parameter counts are checked equal), a
   standard loop (zero_grad, forward, cross-entropy on logits, backward, step,
   loss.item() and the accuracy count per step) over in-memory tensors of the same
@@ -61,9 +61,9 @@ def build_parser():
         help="also run the peer on this many threads (0: don't)",
     )
     parser.add_argument(
-        "--fast-variant",
-        default="spe=8",
-        help="variant of the core with the recommended settings ('' to skip)",
+        "--also-variant",
+        default="precision=mixed_bfloat16",
+        help="also time the core with this variant ('' to skip)",
     )
     parser.add_argument("--no-bare", action="store_true")
     parser.add_argument("--output", default=str(_harness.RESULTS / "torch_peer.json"))
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     argv = argv if argv is not None else sys.argv[1:]
     result = _harness.envelope("torch_peer", __file__, argv)
-    fast = _harness.parse_variant(args.fast_variant) if args.fast_variant else None
+    also = _harness.parse_variant(args.also_variant) if args.also_variant else None
     work = Path(tempfile.mkdtemp(prefix="bench-torch-peer-"))
     import _sides
 
@@ -86,13 +86,13 @@ def main(argv=None) -> dict:
     result["models"] = {}
     with _harness.LoadSampler() as load:
         for model in args.models.split(","):
-            result["models"][model] = _compare(model, args, fast, arrays, work)
+            result["models"][model] = _compare(model, args, also, arrays, work)
     result["load_average"] = load.report()
     _harness.write_result(args.output, result)
     return result
 
 
-def _compare(model, args, fast, arrays, work):
+def _compare(model, args, also, arrays, work):
     batch = args.batch_size or DEFAULT_BATCH[model]
     steps = args.steps or DEFAULT_STEPS[model]
     warmup = args.warmup if args.warmup is not None else steps
@@ -100,8 +100,13 @@ def _compare(model, args, fast, arrays, work):
     specs = {"core": ("_sides", "keras_core", {}, common)}
     if not args.no_bare:
         specs["bare"] = ("_sides", "keras_bare", {}, common)
-    if fast is not None:
-        specs["core+fast"] = ("_sides", "keras_core", fast, common)
+    if also is not None:
+        specs[f"core[{_harness.variant_label(also)}]"] = (
+            "_sides",
+            "keras_core",
+            also,
+            common,
+        )
     torch_kwargs = {**common, "arrays": arrays}
     specs["torch"] = (
         "_sides",
@@ -120,15 +125,8 @@ def _compare(model, args, fast, arrays, work):
     workers = _harness.start_workers(specs, log_dir=work)
     try:
         infos = {name: worker.ready() for name, worker in workers.items()}
-        spe = (fast or {}).get("log_every") or (fast or {}).get("spe", 1)
-        per_side = {
-            name: _multiple(steps, spe if name == "core+fast" else 1)
-            for name in workers
-        }
-        warm = {
-            name: _multiple(warmup, spe if name == "core+fast" else 1)
-            for name in workers
-        }
+        per_side = dict.fromkeys(workers, steps)
+        warm = dict.fromkeys(workers, warmup)
         times = _harness.alternate(
             workers, rounds=args.rounds, steps=per_side, warmup=warm
         )
@@ -154,7 +152,7 @@ def _compare(model, args, fast, arrays, work):
         "parameters_match": len(set(trainable.values())) == 1
         and keras_all == torch_all,
         "trainable_parameters": trainable,
-        "fast_variant": _harness.variant_label(fast) if fast is not None else None,
+        "also_variant": _harness.variant_label(also) if also is not None else None,
     }
     for name in workers:
         side = summary[name]
@@ -168,10 +166,6 @@ def _compare(model, args, fast, arrays, work):
                 text += f", {side[f'ratio_to_{reference}']:.2f}x {reference}"
         print(text)
     return report
-
-
-def _multiple(steps, k):
-    return max(k, (steps // k) * k)
 
 
 if __name__ == "__main__":

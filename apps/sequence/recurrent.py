@@ -128,7 +128,7 @@ def _recurrent(
 
     # Classifier
     if include_top:
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
 
     model = keras.Model(inputs, x, name=name)
     return _common.load_weights(model, weights)

@@ -222,7 +222,7 @@ def vit(
             x = kl.Flatten(name="representation")(x)
         else:
             x = kl.GlobalAveragePooling1D(name="representation")(x)
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
     elif pooling == "avg":
         x = kl.GlobalAveragePooling1D(name="avg_pool")(x)
     elif pooling == "max":

@@ -134,6 +134,15 @@ def check_common(
     return input_shape
 
 
+def predictions(x, classes, classifier_activation, name="predictions"):
+    """The classifier's output layer, computed in float32 under a mixed-precision
+    policy too (Keras's advice): softmax and the loss stay accurate, and metrics such
+    as top-5 accuracy (`in_top_k`) reject bfloat16/float16 predictions."""
+    return kl.Dense(
+        classes, activation=classifier_activation, dtype="float32", name=name
+    )(x)
+
+
 def check_image_shape(input_shape):
     """Returns ``input_shape`` as ``(height, width, channels)`` or raises.
 

@@ -148,8 +148,10 @@ def alexnet(
         x = kl.Dense(4096, activation="relu", name="fc7")(x)
         if dropout:
             x = kl.Dropout(dropout, name="fc7_dropout")(x)
-        x = kl.Dense(classes, name="fc8")(x)
-        x = kl.Activation(classifier_activation or "linear", name="predictions")(x)
+        x = kl.Dense(classes, dtype="float32", name="fc8")(x)  # see _common.predictions
+        x = kl.Activation(
+            classifier_activation or "linear", dtype="float32", name="predictions"
+        )(x)
     else:
         x = _common.global_pool(x, pooling)
 

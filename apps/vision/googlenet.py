@@ -215,7 +215,7 @@ def googlenet(
         x = kl.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = kl.Dropout(dropout, name="dropout")(x)
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
     else:
         x = _common.global_pool(x, pooling)
 
@@ -323,7 +323,7 @@ def _aux_head(x, classes, classifier_activation, dropout, conv, name):
     x = kl.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     if dropout:
         x = kl.Dropout(dropout, name=f"{name}_dropout")(x)
-    return kl.Dense(classes, activation=classifier_activation, name=name)(x)
+    return _common.predictions(x, classes, classifier_activation, name=name)
 
 
 def _lrn(x, name):

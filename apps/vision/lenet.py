@@ -127,7 +127,7 @@ def lenet5(
         x = kl.Dense(84, activation=activation, name="f6")(x)
         if dropout:
             x = kl.Dropout(dropout, name="f6_dropout")(x)
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
     else:
         x = _common.global_pool(x, pooling)
 

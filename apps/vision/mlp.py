@@ -118,7 +118,7 @@ def mlp(
 
     # Classifier
     if include_top:
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
 
     model = keras.Model(inputs, x, name=name)
     return _common.load_weights(model, weights)

@@ -135,7 +135,7 @@ def _resnet(
         x = kl.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = kl.Dropout(dropout, name="dropout")(x)
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
     else:
         x = _common.global_pool(x, pooling)
 

@@ -100,7 +100,7 @@ def _vgg(
             x = kl.Dense(fc_units, activation="relu", name=f"fc{index}")(x)
             if dropout:
                 x = kl.Dropout(dropout, name=f"fc{index}_dropout")(x)
-        x = kl.Dense(classes, activation=classifier_activation, name="predictions")(x)
+        x = _common.predictions(x, classes, classifier_activation)
     else:
         x = _common.global_pool(x, pooling)
 

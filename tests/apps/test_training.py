@@ -77,7 +77,12 @@ def test_cosine_schedule_is_a_function_of_the_epoch():
     assert schedule(3) > schedule(4)
 
 
-def test_nan_loss_stops_with_advice_keeps_state_and_rerun_resumes(tmp_path):
+@pytest.mark.parametrize(
+    "steps_per_execution, where", [(1, "at batch 1"), (8, "at batches 0-3")]
+)
+def test_nan_loss_stops_with_advice_keeps_state_and_rerun_resumes(
+    tmp_path, steps_per_execution, where
+):
     features = np.ones((64, 4), "float32")
     labels = np.zeros(64, "int64")
     poisoned = features.copy()
@@ -91,9 +96,15 @@ def test_nan_loss_stops_with_advice_keeps_state_and_rerun_resumes(tmp_path):
         return training.compile_classifier(net, options)
 
     options = training.TrainOptions(
-        epochs=3, steps_per_epoch=4, lr_schedule="constant", verbose=0, seed=0
+        epochs=3,
+        steps_per_epoch=4,
+        lr_schedule="constant",
+        verbose=0,
+        seed=0,
+        steps_per_execution=steps_per_execution,
     )
-    with pytest.raises(training.TrainingError, match="loss became nan at batch 1"):
+    # One call runs a group of steps; the guard names the group's batches.
+    with pytest.raises(training.TrainingError, match=f"loss became nan {where}"):
         training.fit(model(), batches(poisoned), None, tmp_path, options)
     assert (tmp_path / "state").is_dir(), "the last good state was deleted"
     assert not (tmp_path / "model.keras").exists()
@@ -148,3 +159,39 @@ def test_write_json_is_atomic(tmp_path):
     training.write_json(path, {"a": np.float32(1.5)})
     assert path.read_text().strip().startswith("{")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize(
+    "name, input_shape",
+    [
+        ("lenet5", (28, 28, 1)),
+        ("alexnet", (28, 28, 1)),
+        ("googlenet", (28, 28, 1)),  # two auxiliary heads
+        ("resnet18", (28, 28, 1)),
+        ("vit", (28, 28, 1)),
+        ("lstm", (28, 28)),
+    ],
+)
+def test_mixed_precision_trains_with_float32_outputs(mixed_bfloat16, name, input_shape):
+    """--mixed-precision: bfloat16 compute, float32 predictions (the top-5 metric's
+    `in_top_k` rejects bfloat16 ones: the first step used to fail)."""
+    import apps
+
+    options = training.TrainOptions(steps_per_execution=1, verbose=0)
+    model = apps.build(name, classes=10, input_shape=input_shape)
+    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+    assert all(output.dtype == "float32" for output in model.outputs)
+    info = apps.get_model_info(name)
+    model = training.compile_classifier(model, options, info.loss_weights)
+    images = np.random.default_rng(0).uniform(size=(4, *input_shape)).astype("float32")
+    labels = np.arange(4)
+    targets = labels if len(model.outputs) == 1 else [labels] * len(model.outputs)
+    logs = model.train_on_batch(images, targets, return_dict=True)
+    assert np.isfinite(logs["loss"])
