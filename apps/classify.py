@@ -228,7 +228,7 @@ def train(args) -> int:
             raise UsageError(f"--eval-steps must be >= 1. Received: {args.eval_steps}")
         strategy = training.setup(options)
         dataset_info = data.describe(args.dataset)
-        spec = _preprocessing_spec(args, dataset_info, info)
+        spec = preprocessing_spec(dataset_info, info, args.image_size)
         with strategy.scope():
             model = apps.build(
                 args.model,
@@ -324,11 +324,13 @@ def _builder_options(info, args) -> dict:
     return check_builder_options(info, options, fixed=("input_shape", "classes"))
 
 
-def _preprocessing_spec(args, dataset_info, model_info) -> dict:
-    """What a model expects of an image: saved beside the model for predict/export."""
+def preprocessing_spec(dataset_info, model_info, image_size=None) -> dict:
+    """What a model expects of an image (preprocessing.json, beside the model, for
+    `predict` and `export`): the dataset's image size unless `image_size` (H, W) is
+    given, the model's default input for datasets of mixed sizes."""
     height, width, channels = dataset_info.image_shape
-    if args.image_size:
-        height, width = args.image_size
+    if image_size:
+        height, width = image_size
     if height is None or width is None:
         default = model_info.default_input_shape or (224, 224, 3)
         height, width = default[:2]
@@ -393,7 +395,7 @@ def _test(model, test_ds, class_names, run_dir) -> dict:
 
     from apps import reports
 
-    probabilities, labels = _predict_dataset(model, test_ds, tta="none")
+    probabilities, labels = predict_dataset(model, test_ds)
     results = classification_metrics(probabilities, labels, class_names)
     matrix = np.asarray(results.pop("confusion_matrix"))
     reports.plot_confusion_matrix(
@@ -426,7 +428,9 @@ def classification_metrics(probabilities, labels, class_names) -> dict:
     }
 
 
-def _predict_dataset(model, dataset, tta: str):
+def predict_dataset(model, dataset, tta: str = "none"):
+    """Class probabilities (of the main output, averaged over the `tta` views) and
+    labels of every batch of `dataset`, as two NumPy arrays."""
     import numpy as np
 
     all_probabilities, all_labels = [], []
@@ -495,7 +499,7 @@ def evaluate(args) -> int:
     )
     if args.steps:
         batches = batches.take(args.steps)
-    probabilities, labels = _predict_dataset(model, batches, args.tta)
+    probabilities, labels = predict_dataset(model, batches, args.tta)
     class_names = spec["class_names"]
     results = classification_metrics(probabilities, labels, class_names)
     print(

@@ -358,6 +358,23 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         super().on_train_batch_end(batch, logs)
 
 
+def best_so_far(run_dir, monitor: str, mode: str) -> float | None:
+    """The best `monitor` value in the run's history.csv (earlier sessions of a
+    resumed run), so that best.keras is only replaced by a better model; None for
+    a new run. `mode` as Keras's: "auto" means higher is better for accuracies."""
+    if not (Path(run_dir) / "best.keras").exists():
+        return None
+    values = [
+        value
+        for value in read_history(run_dir).get(monitor, [])
+        if math.isfinite(value)
+    ]
+    if not values:
+        return None
+    higher = mode == "max" or (mode == "auto" and "acc" in monitor)
+    return max(values) if higher else min(values)
+
+
 def cosine_schedule(base: float, epochs: int):
     """Cosine decay per epoch, from `base` to 1 % of it; a pure function of the epoch,
     so a resumed run gets exactly the learning rate it would have had."""
@@ -386,6 +403,7 @@ def make_callbacks(
             monitor=monitor,
             mode=mode,
             save_best_only=True,
+            initial_value_threshold=best_so_far(run_dir, monitor, mode),
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         EpochTensorBoard(str(run_dir / "tensorboard")),

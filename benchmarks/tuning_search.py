@@ -199,7 +199,7 @@ def _test_accuracy(model_path, args, spec_dir=None) -> float:
     )
     if args.eval_steps:
         batches = batches.take(args.eval_steps)
-    probabilities, labels = classify._predict_dataset(model, batches, tta="none")
+    probabilities, labels = classify.predict_dataset(model, batches)
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 

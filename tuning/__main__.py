@@ -325,13 +325,9 @@ def _check_output(output: Path, args, model_name):
 def _preprocessing_spec(dataset_info, model_name) -> dict:
     """As apps.classify's, so that best_model.keras works with its commands."""
     import apps
-    from apps.classify import _preprocessing_spec
+    from apps.classify import preprocessing_spec
 
-    return _preprocessing_spec(
-        argparse.Namespace(image_size=None),
-        dataset_info,
-        apps.get_model_info(model_name),
-    )
+    return preprocessing_spec(dataset_info, apps.get_model_info(model_name))
 
 
 def _data_args(args):

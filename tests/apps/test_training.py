@@ -195,3 +195,32 @@ def test_mixed_precision_trains_with_float32_outputs(mixed_bfloat16, name, input
     targets = labels if len(model.outputs) == 1 else [labels] * len(model.outputs)
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
+
+
+def _history(run_dir, rows):
+    lines = ["epoch,loss,val_accuracy,val_loss", *rows]
+    (run_dir / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_best_checkpoint_remembers_earlier_sessions(tmp_path):
+    """After a resume, best.keras is replaced only by a model better than every
+    epoch of the run so far, not just of this session."""
+    _history(
+        tmp_path, ["0,1.0,0.5,0.9", "1,0.8,0.7,0.4", "2,0.7,0.6,NA", "1,0.8,0.7,0.3"]
+    )
+    assert training.best_so_far(tmp_path, "val_loss", "min") is None  # no best.keras
+    (tmp_path / "best.keras").write_bytes(b"earlier session")
+    assert training.best_so_far(tmp_path, "val_loss", "min") == 0.3  # epoch 1's rerun
+    assert training.best_so_far(tmp_path, "val_accuracy", "auto") == 0.7
+    assert training.best_so_far(tmp_path, "g_loss", "min") is None  # not recorded
+    options = training.TrainOptions()
+    callbacks = training.make_callbacks(tmp_path, options, training.Throughput(1))
+    checkpoint = next(
+        c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)
+    )
+    assert checkpoint.best == 0.3
+    fresh = training.make_callbacks(tmp_path / "new", options, training.Throughput(1))
+    checkpoint = next(
+        c for c in fresh if isinstance(c, keras.callbacks.ModelCheckpoint)
+    )
+    assert checkpoint.best is None  # Keras: anything is an improvement
