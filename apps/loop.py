@@ -48,11 +48,14 @@ class RunState:
         self.directory = Path(directory)
         self.writable = writable
 
-    def save(self, variables, position: dict) -> None:
+    def save(self, variables, position: dict, extra_arrays=()) -> None:
+        """Saves `variables`, where the run stands, and `extra_arrays` (NumPy arrays
+        that are not variables, e.g. EarlyStopping's best weights)."""
         # Every worker reads (a read can be a collective op); only a writer writes.
         arrays = {
             f"v{index}": np.asarray(v.numpy()) for index, v in enumerate(variables)
         }
+        arrays.update({f"x{i}": np.asarray(a) for i, a in enumerate(extra_arrays)})
         if not self.writable:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -62,9 +65,10 @@ class RunState:
         meta = {
             "position": position,
             "variables": [
-                [_name(v), list(np.shape(a))]
-                for v, a in zip(variables, arrays.values(), strict=True)
+                [_name(v), list(np.shape(arrays[f"v{i}"]))]
+                for i, v in enumerate(variables)
             ],
+            "extra_arrays": len(extra_arrays),
             "sha256": _sha256(data_path),
             "saved_at": time.time(),
         }
@@ -73,15 +77,20 @@ class RunState:
         self._prune()
 
     def restore(self, variables) -> dict | None:
-        """Loads the newest good snapshot into `variables`; returns its position."""
+        """Loads the newest good snapshot into `variables`; returns its position.
+
+        The snapshot's extra arrays are left in `self.extra_arrays`.
+        """
+        self.extra_arrays = []
         for meta_path in sorted(self.directory.glob("state-*.json"), reverse=True):
             try:
-                meta, arrays = self._read(meta_path, variables)
+                meta, arrays, extra = self._read(meta_path, variables)
             except (OSError, ValueError, KeyError) as error:
                 print(f"warning: skipping damaged run state {meta_path.name}: {error}")
                 continue
             for variable, value in zip(variables, arrays, strict=True):
                 variable.assign(value)
+            self.extra_arrays = extra
             return meta["position"]
         return None
 
@@ -97,7 +106,8 @@ class RunState:
             raise ValueError("it was saved from a different model or optimiser")
         with np.load(data_path) as data:
             arrays = [data[f"v{index}"] for index in range(len(variables))]
-        return meta, arrays
+            extra = [data[f"x{i}"] for i in range(meta.get("extra_arrays", 0))]
+        return meta, arrays, extra
 
     def _prune(self):
         snapshots = sorted(self.directory.glob("state-*.json"), reverse=True)
@@ -203,6 +213,54 @@ class WorkerDirectory:
     def cleanup(self):
         if not self.chief:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+# What a callback must remember for a resumed run to decide as the uninterrupted one
+# (the learning rate itself is an optimiser variable, saved with the others).
+CALLBACK_STATE = {
+    keras.callbacks.EarlyStopping: ("wait", "stopped_epoch", "best", "best_epoch"),
+    keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter"),
+}
+
+
+def _stateful(callbacks):
+    return [
+        (index, callback, attributes)
+        for index, callback in enumerate(callbacks.callbacks)
+        for kind, attributes in CALLBACK_STATE.items()
+        if isinstance(callback, kind)
+    ]
+
+
+def callback_state(callbacks) -> tuple[dict, list]:
+    """The state of `callbacks`' EarlyStopping / ReduceLROnPlateau: a JSON-able dict
+    and a list of arrays (EarlyStopping's best weights, when it restores them)."""
+    saved, arrays = {}, []
+    for index, callback, attributes in _stateful(callbacks):
+        entry = {name: _plain(getattr(callback, name, None)) for name in attributes}
+        weights = getattr(callback, "best_weights", None)
+        if weights is not None:
+            entry["best_weights"] = [len(arrays), len(weights)]
+            arrays.extend(weights)
+        saved[f"{index}:{type(callback).__name__}"] = entry
+    return saved, arrays
+
+
+def restore_callback_state(callbacks, saved: dict, arrays) -> None:
+    """Puts `callback_state`'s values back (after `on_train_begin`, which resets)."""
+    for index, callback, attributes in _stateful(callbacks):
+        entry = saved.get(f"{index}:{type(callback).__name__}")
+        if entry is None:
+            continue
+        for name in attributes:
+            setattr(callback, name, entry.get(name))
+        if "best_weights" in entry:
+            start, count = entry["best_weights"]
+            callback.best_weights = list(arrays[start : start + count])
+
+
+def _plain(value):
+    return float(value) if isinstance(value, (np.floating, np.integer)) else value
 
 
 class DistributedLoop:
@@ -324,6 +382,14 @@ class DistributedLoop:
         iterator = iter(self.strategy.experimental_distribute_dataset(_by_data(stream)))
         model.stop_training = False
         callbacks.on_train_begin()
+        restore_callback_state(
+            callbacks, position.get("callbacks", {}), state.extra_arrays
+        )
+
+        def save(position):
+            position["callbacks"], extra = callback_state(callbacks)
+            state.save(variables, position, extra)
+
         for epoch in range(start_epoch, epochs):
             callbacks.on_epoch_begin(epoch)
             if epoch != start_epoch or start_step == 0:
@@ -343,10 +409,7 @@ class DistributedLoop:
                     and global_step % checkpoint_every == 0
                     and step < steps_per_epoch
                 ):
-                    state.save(
-                        variables,
-                        {"epoch": epoch, "step": step, "global_step": global_step},
-                    )
+                    save({"epoch": epoch, "step": step, "global_step": global_step})
                 if model.stop_training:
                     break
             epoch_logs = self.metrics()
@@ -354,13 +417,12 @@ class DistributedLoop:
                 val_logs = self.evaluate(validation, validation_steps)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callbacks.on_epoch_end(epoch, epoch_logs)
-            state.save(
-                variables,
+            save(
                 {
                     "epoch": epoch + 1,
                     "step": 0,
                     "global_step": (epoch + 1) * steps_per_epoch,
-                },
+                }
             )
             if model.stop_training:
                 break

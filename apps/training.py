@@ -358,6 +358,19 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         super().on_train_batch_end(batch, logs)
 
 
+def _learning_rate_callback(options, monitor, mode):
+    base = options.resolved_learning_rate
+    if options.lr_schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(
+            cosine_schedule(base, options.epochs)
+        )
+    if options.lr_schedule == "constant":
+        # Set at every epoch, so that a run resumed after a fix (a lower
+        # --learning-rate after a NaN) uses the new rate, not the saved one.
+        return keras.callbacks.LearningRateScheduler(lambda epoch: base)
+    return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, patience=2)
+
+
 def best_so_far(run_dir, monitor: str, mode: str) -> float | None:
     """The best `monitor` value in the run's history.csv (earlier sessions of a
     resumed run), so that best.keras is only replaced by a better model; None for
@@ -398,6 +411,9 @@ def make_callbacks(
     callbacks = [
         NaNGuard(),
         throughput,
+        # Before the checkpoint and history.csv: the plateau callback logs the
+        # epoch's learning rate (and may lower it) in on_epoch_end.
+        _learning_rate_callback(options, monitor, mode),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "best.keras"),
             monitor=monitor,
@@ -408,18 +424,6 @@ def make_callbacks(
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         EpochTensorBoard(str(run_dir / "tensorboard")),
     ]
-    base = options.resolved_learning_rate
-    if options.lr_schedule == "cosine":
-        schedule = cosine_schedule(base, options.epochs)
-        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
-    elif options.lr_schedule == "constant":
-        # Set at every epoch, so that a run resumed after a fix (a lower
-        # --learning-rate after a NaN) uses the new rate, not the saved one.
-        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: base))
-    else:
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, patience=2)
-        )
     if options.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
