@@ -224,32 +224,35 @@ CALLBACK_STATE = {
 
 
 def _stateful(callbacks):
-    return [
-        (index, callback, attributes)
-        for index, callback in enumerate(callbacks.callbacks)
-        for kind, attributes in CALLBACK_STATE.items()
-        if isinstance(callback, kind)
-    ]
+    """(key, callback, attributes) of the stateful callbacks; keyed by type and
+    rank among those of its type, since other callbacks may differ between sessions."""
+    found, seen = [], {}
+    for callback in callbacks.callbacks:
+        for kind, attributes in CALLBACK_STATE.items():
+            if isinstance(callback, kind):
+                rank = seen[kind] = seen.get(kind, -1) + 1
+                found.append((f"{kind.__name__}#{rank}", callback, attributes))
+    return found
 
 
 def callback_state(callbacks) -> tuple[dict, list]:
     """The state of `callbacks`' EarlyStopping / ReduceLROnPlateau: a JSON-able dict
     and a list of arrays (EarlyStopping's best weights, when it restores them)."""
     saved, arrays = {}, []
-    for index, callback, attributes in _stateful(callbacks):
+    for key, callback, attributes in _stateful(callbacks):
         entry = {name: _plain(getattr(callback, name, None)) for name in attributes}
         weights = getattr(callback, "best_weights", None)
         if weights is not None:
             entry["best_weights"] = [len(arrays), len(weights)]
             arrays.extend(weights)
-        saved[f"{index}:{type(callback).__name__}"] = entry
+        saved[key] = entry
     return saved, arrays
 
 
 def restore_callback_state(callbacks, saved: dict, arrays) -> None:
     """Puts `callback_state`'s values back (after `on_train_begin`, which resets)."""
-    for index, callback, attributes in _stateful(callbacks):
-        entry = saved.get(f"{index}:{type(callback).__name__}")
+    for key, callback, attributes in _stateful(callbacks):
+        entry = saved.get(key)
         if entry is None:
             continue
         for name in attributes:
