@@ -48,9 +48,10 @@ class RunState:
         self.directory = Path(directory)
         self.writable = writable
 
-    def save(self, variables, position: dict, extra_arrays=()) -> None:
-        """Saves `variables`, where the run stands, and `extra_arrays` (NumPy arrays
-        that are not variables, e.g. EarlyStopping's best weights)."""
+    def save(self, variables, position: dict, callbacks=None, extra_arrays=()) -> None:
+        """Saves `variables`, where the run stands, the callbacks' state (a JSON-able
+        dict) and `extra_arrays` (NumPy arrays that are not variables, e.g.
+        EarlyStopping's best weights)."""
         # Every worker reads (a read can be a collective op); only a writer writes.
         arrays = {
             f"v{index}": np.asarray(v.numpy()) for index, v in enumerate(variables)
@@ -68,6 +69,7 @@ class RunState:
                 [_name(v), list(np.shape(arrays[f"v{i}"]))]
                 for i, v in enumerate(variables)
             ],
+            "callbacks": callbacks or {},
             "extra_arrays": len(extra_arrays),
             "sha256": _sha256(data_path),
             "saved_at": time.time(),
@@ -79,9 +81,10 @@ class RunState:
     def restore(self, variables) -> dict | None:
         """Loads the newest good snapshot into `variables`; returns its position.
 
-        The snapshot's extra arrays are left in `self.extra_arrays`.
+        The snapshot's callback state and extra arrays are left in `self.callbacks`
+        and `self.extra_arrays`.
         """
-        self.extra_arrays = []
+        self.callbacks, self.extra_arrays = {}, []
         for meta_path in sorted(self.directory.glob("state-*.json"), reverse=True):
             try:
                 meta, arrays, extra = self._read(meta_path, variables)
@@ -90,7 +93,7 @@ class RunState:
                 continue
             for variable, value in zip(variables, arrays, strict=True):
                 variable.assign(value)
-            self.extra_arrays = extra
+            self.callbacks, self.extra_arrays = meta.get("callbacks", {}), extra
             return meta["position"]
         return None
 
@@ -385,13 +388,10 @@ class DistributedLoop:
         iterator = iter(self.strategy.experimental_distribute_dataset(_by_data(stream)))
         model.stop_training = False
         callbacks.on_train_begin()
-        restore_callback_state(
-            callbacks, position.get("callbacks", {}), state.extra_arrays
-        )
+        restore_callback_state(callbacks, state.callbacks, state.extra_arrays)
 
         def save(position):
-            position["callbacks"], extra = callback_state(callbacks)
-            state.save(variables, position, extra)
+            state.save(variables, position, *callback_state(callbacks))
 
         for epoch in range(start_epoch, epochs):
             callbacks.on_epoch_begin(epoch)

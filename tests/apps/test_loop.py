@@ -46,9 +46,9 @@ def _train(tmp_path, steps_per_execution, checkpoint_every=None):
     saved = []
     original_save = loop.RunState.save
 
-    def save(state, variables, position, extra_arrays=()):
+    def save(state, variables, position, *args):
         saved.append(position["global_step"])
-        original_save(state, variables, position, extra_arrays)
+        original_save(state, variables, position, *args)
 
     loop.RunState.save = save
     try:
