@@ -137,7 +137,10 @@ def _plateau_run(run_dir, interrupt_at=None):
     return net, training.read_history(run_dir)
 
 
-@pytest.mark.parametrize("interrupt_at", [5, 8])  # 8: mid-plateau
+@pytest.mark.parametrize(
+    "interrupt_at",
+    [pytest.param(5, marks=pytest.mark.slow), 8],  # 8: mid-plateau
+)
 def test_plateau_and_early_stopping_resume_exactly(tmp_path, interrupt_at):
     straight, history = _plateau_run(tmp_path / "straight")
     resumed, resumed_history = _plateau_run(tmp_path / "resumed", interrupt_at)

@@ -60,6 +60,7 @@ def test_torch_peer_has_our_parameter_counts(name):
     assert tuple(outputs.shape) == (2, 10)
 
 
+@pytest.mark.slow  # in-process twin: tests/apps/test_loop.py (synthetic data)
 def test_grouped_steps_train_exactly_like_single_steps(fashion_mnist):
     import _sides
 

@@ -95,7 +95,11 @@ def test_rerunning_a_finished_search_trains_nothing(two_trials, capsys):
     assert after == before
 
 
-@pytest.mark.parametrize("tuner", ["hyperband", "bayesian"])
+@pytest.mark.parametrize(
+    # bayesian: the same resume path as hyperband's, 10 s on 2 CPUs
+    "tuner",
+    ["hyperband", pytest.param("bayesian", marks=pytest.mark.slow)],
+)
 def test_each_tuner_runs_and_resumes(fashion_mnist, tmp_path, tuner):
     if tuner == "bayesian" and not search_lib.bayesian_available():
         pytest.skip("Bayesian optimisation needs scikit-learn")
