@@ -125,6 +125,24 @@ def _killed_and_resumed(tmp_path, seed, damage=None, *extra):
     return _weights_digest(output)
 
 
+def test_three_sigkills_then_rerun_gives_identical_weights(reference, tmp_path):
+    """Three kill points in one run (4 processes instead of 6, for CI's time): killed
+    mid-epoch; re-run, killed at an epoch's end, its latest state's npz truncated;
+    re-run (from the state before), killed, its latest state's json truncated;
+    re-run to the end."""
+    output = tmp_path / "killed"
+    for target, damage in ((6, None), (10, ".npz"), (19, ".json")):
+        _kill_after_snapshot(output, target)
+        if damage:
+            _damage_latest(output, damage)
+    _run(output)
+    assert not (output / "state").exists()
+    digest, iterations = _weights_digest(output)
+    assert iterations == EPOCHS * STEPS
+    assert digest == reference[0]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [None, ".npz", ".json"])
 def test_sigkill_then_rerun_gives_identical_weights(reference, tmp_path, damage):
     digest, iterations = _killed_and_resumed(
