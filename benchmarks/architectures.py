@@ -23,8 +23,16 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-DEFAULT_MODELS = ["lenet5", "mlp", "resnet18", "vit", "gru", "alexnet", "googlenet",
-                  "vgg11"]
+DEFAULT_MODELS = [
+    "lenet5",
+    "mlp",
+    "resnet18",
+    "vit",
+    "gru",
+    "alexnet",
+    "googlenet",
+    "vgg11",
+]
 # Options that suit 28x28 inputs; everything else is the builder's default.
 MODEL_OPTIONS = {
     "resnet18": ["--model-option", "small_inputs=True"],
@@ -44,46 +52,75 @@ def main(argv=None):
     rows, result = [], None
     for model in args.models:
         run_dir = Path(args.output_dir) / model
-        command = [sys.executable, "-m", "apps.classify", "train", "--model", model,
-                   "--dataset", "fashion_mnist", "--epochs", str(args.epochs),
-                   "--steps-per-epoch", str(args.steps_per_epoch),
-                   "--batch-size", str(args.batch_size), "--seed", "0",
-                   "--output", str(run_dir), *MODEL_OPTIONS.get(model, [])]
+        command = [
+            sys.executable,
+            "-m",
+            "apps.classify",
+            "train",
+            "--model",
+            model,
+            "--dataset",
+            "fashion_mnist",
+            "--epochs",
+            str(args.epochs),
+            "--steps-per-epoch",
+            str(args.steps_per_epoch),
+            "--batch-size",
+            str(args.batch_size),
+            "--seed",
+            "0",
+            "--output",
+            str(run_dir),
+            *MODEL_OPTIONS.get(model, []),
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
-            rows.append({"model": model, "error": done.stderr[-2000:],
-                         "command": " ".join(command[1:])})
+            rows.append(
+                {
+                    "model": model,
+                    "error": done.stderr[-2000:],
+                    "command": " ".join(command[1:]),
+                }
+            )
             print(f"{model}: failed ({done.returncode})")
             continue
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        rows.append({
-            "model": model,
-            "command": "python " + " ".join(command[1:]),
-            "test_accuracy": metrics["test_accuracy"],
-            "test_top5": metrics["test_top5"],
-            "parameters": metrics["parameters"],
-            "images_per_second": metrics["images_per_second"],
-            "wall_seconds": seconds,
-            "load_average": os.getloadavg(),
-        })
+        rows.append(
+            {
+                "model": model,
+                "command": "python " + " ".join(command[1:]),
+                "test_accuracy": metrics["test_accuracy"],
+                "test_top5": metrics["test_top5"],
+                "parameters": metrics["parameters"],
+                "images_per_second": metrics["images_per_second"],
+                "wall_seconds": seconds,
+                "load_average": os.getloadavg(),
+            }
+        )
         print(f"{model}: {metrics['test_accuracy']:.2%} in {seconds:.0f} s")
         result = _write(args, rows)  # after each model: a long run keeps what it has
     print("| model | test accuracy | parameters | images/s | wall s |")
     print("|---|---|---|---|---|")
     for row in rows:
         if "error" not in row:
-            print(f"| `{row['model']}` | {row['test_accuracy']:.2%} | "
-                  f"{row['parameters']:,} | {row['images_per_second'] or 0:,.0f} | "
-                  f"{row['wall_seconds']:.0f} |")
+            print(
+                f"| `{row['model']}` | {row['test_accuracy']:.2%} | "
+                f"{row['parameters']:,} | {row['images_per_second'] or 0:,.0f} | "
+                f"{row['wall_seconds']:.0f} |"
+            )
     return result
 
 
 def _write(args, rows):
-    result = {"benchmark": "architectures", "epochs": args.epochs,
-              "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
-              "models": rows}
+    result = {
+        "benchmark": "architectures",
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "batch_size": args.batch_size,
+        "models": rows,
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
     return result

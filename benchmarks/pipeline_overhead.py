@@ -43,8 +43,9 @@ def main(argv=None):
     strategy = training.setup(options)
     examples = data.load("fashion_mnist", "train")
     augment = data.images.parse_augment(args.augment)
-    real = data.pipeline(examples, batch_size=args.batch_size, training=True,
-                         augment=augment, seed=0)
+    real = data.pipeline(
+        examples, batch_size=args.batch_size, training=True, augment=augment, seed=0
+    )
     batch = next(iter(real))
     in_memory = tf.data.Dataset.from_tensors(batch).repeat()
 
@@ -90,10 +91,12 @@ def main(argv=None):
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
-    print(f"{args.model}, batch {args.batch_size}: pipeline "
-          f"{step['pipeline'] * 1e3:.2f} ms/step, in memory "
-          f"{step['in_memory'] * 1e3:.2f} ms/step, overhead "
-          f"{result['overhead']:+.1%} (target <= +5%)")
+    print(
+        f"{args.model}, batch {args.batch_size}: pipeline "
+        f"{step['pipeline'] * 1e3:.2f} ms/step, in memory "
+        f"{step['in_memory'] * 1e3:.2f} ms/step, overhead "
+        f"{result['overhead']:+.1%} (target <= +5%)"
+    )
     return result
 
 
