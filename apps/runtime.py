@@ -8,10 +8,10 @@ README "Performance"):
 - ``TF_ENABLE_ONEDNN_OPTS=1``: TensorFlow's oneDNN CPU kernels. TensorFlow turns them
   on by itself only on CPUs with AVX512-VNNI, AVX512-BF16, AVX-VNNI or AMX (so not on
   AVX2-only CPUs); turning them off here made LeNet-5 training 2.5x slower
-  (0.39x) and ResNet-18 2.2x slower (0.45x).
+  (0.40x) and ResNet-18 2.2x slower (0.45x).
 
 Left at TensorFlow's defaults, because changing them measured within noise or worse:
-the thread pools (intra-op = inter-op = the number of cores), XLA (``--jit``: 0.37x
+the thread pools (intra-op = inter-op = the number of cores), XLA (``--jit``: 0.41x
 and 0.43x on this CPU) and tf.data's private thread pool.
 """
 
