@@ -1,10 +1,12 @@
-"""What the command lines share: bad-input errors and builder options from flags."""
+"""What the command lines share: bad-input errors, builder options from flags, and
+the finished-run check of every `train`."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
 import inspect
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -20,6 +22,17 @@ def bad_input():
         if isinstance(error, UsageError):
             raise
         raise UsageError(str(error)) from error
+
+
+def finished_run(run_dir, overwrite: bool) -> bool:
+    """Whether `run_dir` holds a finished run (metrics.json) to keep; says so."""
+    if overwrite or not (Path(run_dir) / "metrics.json").exists():
+        return False
+    print(
+        f"{run_dir} holds a finished run (metrics.json); nothing to do. "
+        "Pass --overwrite to train again, or choose another --output."
+    )
+    return True
 
 
 def model_options(items) -> dict:

@@ -42,7 +42,13 @@ import sys
 import time
 from pathlib import Path
 
-from apps.cli import UsageError, bad_input, check_builder_options, model_options
+from apps.cli import (
+    UsageError,
+    bad_input,
+    check_builder_options,
+    finished_run,
+    model_options,
+)
 
 TASK = "generation"
 DEFAULT_BATCH_SIZE = 64
@@ -245,11 +251,7 @@ def train(args) -> int:
 
     started = time.perf_counter()
     run_dir = Path(args.output)
-    if (run_dir / "metrics.json").exists() and not args.overwrite:
-        print(
-            f"{run_dir} holds a finished run (metrics.json); nothing to do. "
-            "Pass --overwrite to train again, or choose another --output."
-        )
+    if finished_run(run_dir, args.overwrite):
         return 0
     with bad_input():  # every check before any training starts
         _check_train_args(args)
