@@ -152,6 +152,7 @@ def test_predict_reports_corrupt_files_and_goes_on(trained_run, tmp_path, capsys
         (["--model-option", "kernel=7"], "does not take ['kernel']"),
         (["--augment", "blur"], "augment must name some of"),
         (["--epochs", "-1"], "epochs must be a positive integer"),
+        (["--steps-per-execution", "0"], "steps_per_execution must be a positive"),
     ],
 )
 def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):

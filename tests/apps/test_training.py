@@ -18,6 +18,7 @@ from apps import training
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
         ({"weight_decay": 2.0}, "weight_decay must be in"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"steps_per_execution": 0}, "steps_per_execution must be a positive"),
     ],
 )
 def test_bad_options(kwargs, message):
