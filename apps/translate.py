@@ -163,6 +163,14 @@ def _add_translate(parser):
         default=1,
         help="beam width; 1 (default) is greedy decoding",
     )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.6,
+        metavar="ALPHA",
+        help="beam search ranks log P / ((5 + length) / 6) ** ALPHA (GNMT, "
+        "Wu et al. 2016); 0 sums log-probabilities (default 0.6)",
+    )
     parser.add_argument("texts", nargs="+", metavar="TEXT", help="dates to normalise")
 
 
@@ -479,8 +487,14 @@ def translate(args) -> int:
 
     if not 1 <= args.beam <= MAX_BEAM:
         raise UsageError(f"--beam must be in 1..{MAX_BEAM}. Received: {args.beam}")
+    if not 0 <= args.length_penalty < float("inf"):
+        raise UsageError(
+            f"--length-penalty must be a number >= 0. Received: {args.length_penalty}"
+        )
     model = load_translator(args.model_path)
-    results = decoding.Translator(model).translate(args.texts, beam_width=args.beam)
+    results = decoding.Translator(model).translate(
+        args.texts, beam_width=args.beam, length_penalty=args.length_penalty
+    )
     refused = 0
     for index, result in enumerate(results, start=1):
         print(result.date or "", flush=True)

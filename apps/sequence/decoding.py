@@ -15,6 +15,7 @@ The decoder is causal, so what lies after position ``t`` does not matter.
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 
 import keras
@@ -25,6 +26,7 @@ from apps.data import dates
 from apps.sequence import text
 
 DEFAULT_BATCH_SIZE = 512
+DEFAULT_LENGTH_PENALTY = 0.6  # GNMT's alpha (Wu et al. 2016)
 _STEP_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
@@ -98,18 +100,51 @@ def greedy(model, sources, *, batch_size=DEFAULT_BATCH_SIZE):
     return outputs
 
 
-def beam_search(model, sources, *, beam_width=4, batch_size=DEFAULT_BATCH_SIZE):
-    """Keeps the ``beam_width`` most likely outputs at every step; returns the best.
+def length_penalty_factor(length, alpha):
+    """GNMT's length penalty ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (Wu et al. 2016).
 
-    Scores are summed log-probabilities (every output of the date task has the
-    same length, so no length normalisation). Ties go to the earlier beam and the
-    smaller character id, as ``argmax`` does, so ``beam_width=1`` is exactly
-    :func:`greedy`.
+    Beam search ranks outputs by ``log P(Y | X) / lp(Y)``; ``|Y|`` counts the
+    characters and END. ``alpha = 0`` is no normalisation (summed
+    log-probabilities, which favour short outputs); 0.6 is GNMT's choice.
+    """
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _check_length_penalty(alpha):
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not 0 <= alpha < math.inf
+    ):
+        raise ValueError(
+            "length_penalty must be a finite number >= 0. "
+            f"Received: length_penalty={alpha!r}"
+        )
+
+
+def beam_search(
+    model,
+    sources,
+    *,
+    beam_width=4,
+    length_penalty=DEFAULT_LENGTH_PENALTY,
+    batch_size=DEFAULT_BATCH_SIZE,
+):
+    """Keeps the ``beam_width`` best outputs at every step; returns the best.
+
+    An output's score is its summed log-probabilities, END included, divided by
+    :func:`length_penalty_factor` (GNMT, ``alpha = length_penalty``); finished
+    outputs compete with open ones on that score. After the longest output only
+    END may follow. At any step every open candidate has the same length, so
+    ``beam_width=1`` ranks them by log-probability as :func:`greedy` does; ties go
+    to the earlier beam and the smaller character id, as ``argmax`` does, so
+    ``beam_width=1`` is exactly :func:`greedy`.
 
     Args:
         model: a translator.
         sources: texts (already checked).
         beam_width: beams kept per source, a positive int.
+        length_penalty: GNMT's ``alpha``, a number >= 0 (0: no normalisation).
         batch_size: sources decoded together (each with up to ``beam_width``
             beams).
 
@@ -125,18 +160,29 @@ def beam_search(model, sources, *, beam_width=4, batch_size=DEFAULT_BATCH_SIZE):
             "beam_width must be a positive integer. "
             f"Received: beam_width={beam_width!r}"
         )
+    _check_length_penalty(length_penalty)
     decoder = _Decoder(model)
+
+    def candidate(prefix, log_probability, finished):
+        # |Y|: the tokens written, END included. At any step every open
+        # candidate and every candidate that just ended has one token more than
+        # its beam: a common |Y|, so they are ranked by log-probability alone.
+        length = len(prefix) + int(finished)
+        ranked = log_probability / length_penalty_factor(length, length_penalty)
+        return (ranked, log_probability, prefix, finished)
+
     outputs = []
     for start in range(0, len(sources), batch_size):
         chunk = list(sources[start : start + batch_size])
-        # Per source: beams (prefix, score, finished), best first.
-        beams = [[("", 0.0, False)] for _ in chunk]
+        # Per source: beams (ranked score, log-probability, prefix, finished),
+        # best first.
+        beams = [[candidate("", 0.0, False)] for _ in chunk]
         for position in range(decoder.max_length + 1):
             open_beams = [
-                (index, prefix)
+                (index, beam[2])
                 for index, source_beams in enumerate(beams)
-                for prefix, _, finished in source_beams
-                if not finished
+                for beam in source_beams
+                if not beam[3]
             ]
             if not open_beams:
                 break
@@ -145,44 +191,78 @@ def beam_search(model, sources, *, beam_width=4, batch_size=DEFAULT_BATCH_SIZE):
                 [prefix for _, prefix in open_beams],
                 position,
             )
+            last = position == decoder.max_length
             row = 0
             for index, source_beams in enumerate(beams):
                 candidates = []
-                for prefix, score, finished in source_beams:
+                for beam in source_beams:
+                    _, score, prefix, finished = beam
                     if finished:
-                        candidates.append((score, prefix, True))
+                        candidates.append(beam)
                         continue
-                    for token, token_score in enumerate(scores[row]):
-                        if token_score == -np.inf:
+                    # Python floats: sums in float64, so that adding a beam's
+                    # score never makes two of its tokens' scores equal.
+                    for token, token_score in enumerate(scores[row].tolist()):
+                        if token_score == -math.inf:
                             continue
-                        ends = token == decoder.end_id or position == decoder.max_length
-                        extended = (
-                            prefix if ends else prefix + decoder.vocabulary[token]
-                        )
-                        candidates.append((score + token_score, extended, ends))
+                        if token == decoder.end_id:
+                            candidates.append(
+                                candidate(prefix, score + token_score, True)
+                            )
+                        elif not last:  # the longest output is followed by END
+                            candidates.append(
+                                candidate(
+                                    prefix + decoder.vocabulary[token],
+                                    score + token_score,
+                                    False,
+                                )
+                            )
                     row += 1
                 order = sorted(
                     range(len(candidates)), key=lambda i: -candidates[i][0]
                 )  # sorted is stable: ties keep beam, then token order
-                beams[index] = [
-                    (candidates[i][1], candidates[i][0], candidates[i][2])
-                    for i in order[:beam_width]
-                ]
-        outputs.extend(source_beams[0][0] for source_beams in beams)
+                beams[index] = [candidates[i] for i in order[:beam_width]]
+        outputs.extend(source_beams[0][2] for source_beams in beams)
     return outputs
 
 
-def decode(model, sources, *, beam_width=1, batch_size=DEFAULT_BATCH_SIZE):
+def decode(
+    model,
+    sources,
+    *,
+    beam_width=1,
+    length_penalty=DEFAULT_LENGTH_PENALTY,
+    batch_size=DEFAULT_BATCH_SIZE,
+):
     """:func:`greedy` for ``beam_width=1``, else :func:`beam_search`."""
     if beam_width == 1:
         return greedy(model, sources, batch_size=batch_size)
-    return beam_search(model, sources, beam_width=beam_width, batch_size=batch_size)
+    return beam_search(
+        model,
+        sources,
+        beam_width=beam_width,
+        length_penalty=length_penalty,
+        batch_size=batch_size,
+    )
 
 
-def exact_match(model, pairs, *, beam_width=1, batch_size=DEFAULT_BATCH_SIZE):
+def exact_match(
+    model,
+    pairs,
+    *,
+    beam_width=1,
+    length_penalty=DEFAULT_LENGTH_PENALTY,
+    batch_size=DEFAULT_BATCH_SIZE,
+):
     """Share of ``(text, answer)`` pairs translated exactly right, and the outputs."""
     sources = [source for source, _ in pairs]
-    outputs = decode(model, sources, beam_width=beam_width, batch_size=batch_size)
+    outputs = decode(
+        model,
+        sources,
+        beam_width=beam_width,
+        length_penalty=length_penalty,
+        batch_size=batch_size,
+    )
     hits = [
         output == answer for output, (_, answer) in zip(outputs, pairs, strict=True)
     ]
@@ -222,8 +302,9 @@ class Translator:
         self.source_vocabulary, _ = text.vocabularies(model)
         self.max_source_length, _ = text.max_lengths(model)
 
-    def translate(self, texts, *, beam_width=1):
-        """A :class:`Translation` for each of ``texts``, in order."""
+    def translate(self, texts, *, beam_width=1, length_penalty=DEFAULT_LENGTH_PENALTY):
+        """A :class:`Translation` for each of ``texts``, in order (see :func:`decode`
+        for ``beam_width`` and ``length_penalty``)."""
         results = [None] * len(texts)
         readable = {}
         for index, raw in enumerate(texts):
@@ -233,7 +314,12 @@ class Translator:
                 )
             except text.InvalidInput as error:
                 results[index] = Translation(raw, error=str(error))
-        outputs = decode(self.model, list(readable.values()), beam_width=beam_width)
+        outputs = decode(
+            self.model,
+            list(readable.values()),
+            beam_width=beam_width,
+            length_penalty=length_penalty,
+        )
         for (index, cleaned), output in zip(readable.items(), outputs, strict=True):
             raw = texts[index]
             if self.check_dates:

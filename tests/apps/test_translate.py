@@ -161,6 +161,11 @@ def test_beam_search_from_the_command_line(trained_run, capsys):
     "argv, message",
     [
         (["translate", "--model-path", "{run}", "--beam", "0", "x"], "--beam must be"),
+        (
+            ["translate", "--model-path", "{run}", "--beam", "2"]
+            + ["--length-penalty", "-1", "x"],
+            "--length-penalty must be",
+        ),
         (["translate", "--model-path", "{missing}", "x"], "holds no model"),
         (["train", "--model", "lstm", "--output", "{new}"], "not a translator"),
         (["train", "--model", "transfomer", "--output", "{new}"], "Did you mean"),
