@@ -299,13 +299,14 @@ def train(args) -> int:
                 dataset_info.name if _is_tfds(args.dataset) else args.dataset,
                 epochs=args.classifier_epochs,
             )
-        evaluator = quality.QualityEvaluator(
-            classifier_path,
-            quality.real_reference(args.dataset, image_shape, args.quality_samples),
-            samples=args.quality_samples,
-            seed=seed,
-            strategy=strategy,
-        )
+        with bad_input():  # e.g. a classifier whose output is not a Dense layer's
+            evaluator = quality.QualityEvaluator(
+                classifier_path,
+                quality.real_reference(args.dataset, image_shape, args.quality_samples),
+                samples=args.quality_samples,
+                seed=seed,
+                strategy=strategy,
+            )
         monitors.append(  # every worker measures (collective ops); the chief writes
             callbacks.QualityMonitor(
                 evaluator,

@@ -3,7 +3,9 @@
 The reference network is not Inception (no downloads): it is an image classifier
 trained by our own ``python -m apps.classify train`` on the same dataset (LeNet-5
 on Fashion-MNIST by default, cached after the first use). Its penultimate layer
-(LeNet-5's F6, 84 units) gives the features, its softmax the class probabilities.
+(LeNet-5's F6, 84 units: the input of the Dense layer behind the first output,
+see `classifier_features`) gives the features, its softmax the class
+probabilities.
 The numbers are therefore comparable between our runs, not with published
 Inception-based FIDs.
 
@@ -334,13 +336,60 @@ def ensure_classifier(
     return model_path
 
 
+# Layers that only apply a function to the logits, element by element or across
+# the classes: walked past to find the Dense layer that computes the logits.
+ACTIVATION_LAYERS = (
+    keras.layers.Activation,
+    keras.layers.Softmax,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.Identity,
+)
+
+
+def classifier_features(classifier):
+    """The ``(features, probabilities)`` tensors of a functional classifier.
+
+    The probabilities are ``classifier.outputs[0]`` (the main head: GoogLeNet's
+    auxiliary heads are outputs 1 and 2). The features are the input of the Dense
+    layer that computes that output's logits, found by walking back from the
+    output past activation-only layers (`ACTIVATION_LAYERS`): AlexNet's output is
+    an ``Activation`` layer on fc8, so its features are fc8's input (fc7, 4096-d),
+    not fc8's 10 logits. Taking ``classifier.layers[-1]`` instead gets this wrong
+    whenever the last layer in the list is not the main head's Dense layer.
+
+    Raises:
+        ValueError: if the output is not computed by a Dense layer (behind
+            activation-only layers): there is no penultimate feature vector to
+            take, and FID would silently compare something else.
+    """
+    probabilities = classifier.outputs[0]
+    tensor = probabilities
+    while True:
+        layer, node_index, _ = tensor._keras_history
+        inputs = layer._inbound_nodes[node_index].input_tensors
+        if isinstance(layer, ACTIVATION_LAYERS) and len(inputs) == 1:
+            tensor = inputs[0]
+            continue
+        break
+    if not isinstance(layer, keras.layers.Dense) or len(inputs) != 1:
+        raise ValueError(
+            f"The quality classifier {classifier.name!r} must compute its first "
+            "output with a Dense layer (optionally followed by activation layers), "
+            "whose input gives the features of FID. Received an output computed by "
+            f"{type(layer).__name__} {layer.name!r}."
+        )
+    return inputs[0], probabilities
+
+
 class FeatureExtractor:
     """The classifier as a feature function of [-1, 1] images.
 
     `__call__(images)` returns ``(features, probabilities)``: the input of the
-    classifier's last layer and its output, after converting the images to what
-    the classifier was trained on (its saved preprocessing spec: size, channels,
-    normalisation).
+    Dense layer behind the classifier's first output (see `classifier_features`)
+    and that output, after converting the images to what the classifier was
+    trained on (its saved preprocessing spec: size, channels, normalisation).
     """
 
     def __init__(self, model_path):
@@ -356,12 +405,12 @@ class FeatureExtractor:
         self.path = path
         self.spec = json.loads(spec_path.read_text())
         classifier = keras.saving.load_model(path, compile=False)
-        head = classifier.layers[-1]
+        features, probabilities = classifier_features(classifier)
         self.model = keras.Model(
-            classifier.inputs, [head.input, classifier.outputs[0]], name="quality"
+            classifier.inputs, [features, probabilities], name="quality"
         )
-        self.feature_dim = int(head.input.shape[-1])
-        self.classes = int(classifier.outputs[0].shape[-1])
+        self.feature_dim = int(features.shape[-1])
+        self.classes = int(probabilities.shape[-1])
         self.class_names = list(self.spec.get("class_names", []))
 
     def __call__(self, images):

@@ -1,9 +1,13 @@
 """Quality metrics: FID, the Inception-Score-style score, class coverage."""
 
+import json
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import apps
 import apps.generative  # noqa: F401
 from apps.generative import quality
 
@@ -108,3 +112,67 @@ def test_real_fashion_mnist_against_itself_and_against_noise(classifier_cache):
     assert identical == pytest.approx(0.0, abs=1e-6)
     assert halves < 0.1 * against_noise
     assert against_noise > 1.0
+
+
+def _extractor_of(model, tmp_path, monkeypatch):
+    """A FeatureExtractor of the in-memory `model`: `load_model` is made to return
+    it, since saving an 80 MB AlexNet would only test saving (the Fashion-MNIST
+    test above loads a real classifier run)."""
+    (tmp_path / "model.keras").write_bytes(b"")
+    spec = {"input_shape": [28, 28, 1], "normalization": "unit"}
+    (tmp_path / "preprocessing.json").write_text(json.dumps(spec))
+    monkeypatch.setattr(keras.saving, "load_model", lambda path, compile=False: model)
+    return quality.FeatureExtractor(tmp_path / "model.keras")
+
+
+def _features_of(extractor, model, layer_name):
+    """The extractor's output on two images, and `layer_name`'s and the model's
+    first output on the same preprocessed images."""
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 28, 28, 1)).astype("float32")
+    features, probabilities = extractor(tf.constant(images))
+    inputs = extractor.preprocess(tf.constant(images))
+    layer = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    outputs = model(inputs, training=False)
+    first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    return features, probabilities, layer(inputs, training=False), first
+
+
+def test_alexnet_features_are_fc7_not_the_fc8_logits(tmp_path, monkeypatch):
+    """AlexNet ends with an Activation layer on fc8: the features are fc8's
+    input (fc7 after its dropout, the identity at inference), 4096-d."""
+    model = apps.build("alexnet", classes=10, input_shape=(28, 28, 1))
+    extractor = _extractor_of(model, tmp_path, monkeypatch)
+    assert (extractor.feature_dim, extractor.classes) == (4096, 10)
+    features, probabilities, fc7, expected = _features_of(extractor, model, "fc7")
+    np.testing.assert_allclose(features, fc7, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_googlenet_features_come_from_the_main_head_not_aux2(tmp_path, monkeypatch):
+    """With auxiliary heads the model's last layer is aux2's: the features must
+    still be the main head's 1024-d average pool (what `predictions` reads)."""
+    model = apps.build(
+        "googlenet", classes=10, input_shape=(28, 28, 1), aux_classifiers=True
+    )
+    extractor = _extractor_of(model, tmp_path, monkeypatch)
+    assert (extractor.feature_dim, extractor.classes) == (1024, 10)
+    features, probabilities, pooled, expected = _features_of(
+        extractor, model, "avg_pool"
+    )
+    np.testing.assert_allclose(features, pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_classifier_without_a_dense_head_is_refused():
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(10, 3, name="class_maps")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Softmax(name="predictions")(x)
+    with pytest.raises(ValueError, match="GlobalAveragePooling2D 'pool'"):
+        quality.classifier_features(keras.Model(inputs, outputs))
+    x = keras.layers.Dense(6, activation="tanh", name="features")(
+        keras.layers.Flatten()(inputs)
+    )
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    features, _ = quality.classifier_features(keras.Model(inputs, outputs))
+    assert features._keras_history.operation.name == "features"
