@@ -11,21 +11,69 @@ target up to ``t`` only (causal mask). Layers are named
 ``encoder_1_self_attention``, ``decoder_2_cross_attention``,
 ``decoder_2_feed_forward_norm``, ...
 
-Departures: the input and output embeddings are not shared (the two sides have
-different vocabularies); no label smoothing; the learning-rate warm-up of the paper
-is the training core's schedule instead.
+Embedding sharing (section 3.4): the paper shares one matrix between the two
+embedding layers and the pre-softmax linear transformation, over a joint source and
+target vocabulary. Here the two sides have different vocabularies (the dates' inputs
+are letters, their outputs digits), so the source embedding stays its own;
+``tie_embeddings=True`` shares the target embedding with the pre-softmax layer
+(Press & Wolf 2017: logits ``x E^T``, no bias), saving ``V * d_model + V``
+parameters. Label smoothing and the paper's warm-up schedule are training
+settings, not the builder's.
 """
 
 import math
 
 import keras
 from keras import layers as kl
+from keras import ops
 
 import layers
 from apps.registry import register_model
 from apps.sequence import _common, text
 
 PAPER = 'Vaswani et al., "Attention Is All You Need", NeurIPS 2017'
+
+
+@keras.saving.register_keras_serializable(package="apps.sequence")
+class TiedEmbedding(kl.Embedding):
+    """An embedding whose matrix is also the pre-softmax layer (Press & Wolf 2017).
+
+    ``layer(ids)`` looks the ids up, as ``keras.layers.Embedding``;
+    ``layer(x, reverse=True)`` returns the logits ``x E^T`` of ``x (..., output_dim)``
+    over the ``input_dim`` tokens: each token is scored by the dot product of its
+    embedding with ``x``. Called both ways in one functional model, the two ends
+    share one weight, and the ``.keras`` file keeps it shared.
+
+    Args:
+        input_dim: vocabulary size.
+        output_dim: embedding width.
+        **kwargs: as ``keras.layers.Embedding``.
+
+    Input shape:
+        ``(...)`` ids, or ``(..., output_dim)`` with ``reverse=True``.
+
+    Output shape:
+        ``(..., output_dim)``, or ``(..., input_dim)`` with ``reverse=True``.
+
+    >>> embedding = TiedEmbedding(12, 16)
+    >>> vectors = embedding(ops.ones((2, 5), "int32"))  # (2, 5, 16)
+    >>> embedding(vectors, reverse=True).shape
+    (2, 5, 12)
+    """
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(inputs)
+        kernel = ops.cast(self.embeddings, self.compute_dtype)
+        return ops.matmul(ops.cast(inputs, self.compute_dtype), ops.transpose(kernel))
+
+    def compute_output_spec(self, inputs, reverse=False):
+        shape = list(inputs.shape)
+        if reverse:
+            shape[-1] = self.input_dim
+        else:
+            shape.append(self.output_dim)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
 
 def _add_and_norm(x, sublayer_output, dropout, name):
@@ -67,9 +115,9 @@ def decoder_layer(
     return feed_forward(x, d_model, feed_forward_dim, dropout, f"{name}_feed_forward")
 
 
-def _embed(ids, vocabulary_size, d_model, max_length, dropout, name):
+def _embed(ids, embedding, d_model, max_length, dropout, name):
     """Embedding * sqrt(d_model) + sinusoidal positional encoding, then dropout."""
-    x = kl.Embedding(vocabulary_size, d_model, name=f"{name}_embedding")(ids)
+    x = embedding(ids)
     x = kl.Rescaling(math.sqrt(d_model), name=f"{name}_embedding_scale")(x)
     x = layers.PositionalEncoding(max_length, name=f"{name}_positional_encoding")(x)
     if dropout:
@@ -99,6 +147,7 @@ def transformer(
     num_heads=4,
     feed_forward_dim=128,
     dropout=0.1,
+    tie_embeddings=False,
     name="transformer",
 ):
     """The Transformer encoder-decoder of Vaswani et al. (2017).
@@ -118,6 +167,9 @@ def transformer(
         num_heads: ``h``, attention heads (each of size ``d_model / h``).
         feed_forward_dim: ``d_ff``, inner width of the feed-forward networks.
         dropout: ``P_drop``, on every sub-layer output and on the embeddings.
+        tie_embeddings: share the target embedding with the pre-softmax layer
+            (:class:`TiedEmbedding`; the paper's sharing, section 3.4); else the
+            logits come from their own ``Dense`` layer, ``logits``.
         name: model name.
 
     Returns:
@@ -138,6 +190,7 @@ def transformer(
     _common.check_positive_int("num_heads", num_heads)
     _common.check_positive_int("feed_forward_dim", feed_forward_dim)
     _common.check_rate("dropout", dropout)
+    _common.check_bool("tie_embeddings", tie_embeddings)
     if d_model % num_heads:
         raise ValueError(
             "d_model must be a multiple of num_heads. Received: "
@@ -153,7 +206,9 @@ def transformer(
     # Encoder
     x = _embed(
         source_ids,
-        text.vocabulary_size(source_alphabet),
+        kl.Embedding(
+            text.vocabulary_size(source_alphabet), d_model, name="source_embedding"
+        ),
         d_model,
         max_source_length,
         dropout,
@@ -172,8 +227,10 @@ def transformer(
     memory = x
 
     # Decoder
+    embedding_layer = TiedEmbedding if tie_embeddings else kl.Embedding
+    target_embedding = embedding_layer(target_size, d_model, name="target_embedding")
     x = _embed(
-        decoder_ids, target_size, d_model, max_target_length + 1, dropout, "target"
+        decoder_ids, target_embedding, d_model, max_target_length + 1, dropout, "target"
     )
     for index in range(1, num_layers + 1):
         x = decoder_layer(
@@ -187,5 +244,9 @@ def transformer(
             f"decoder_{index}",
         )
 
-    logits = kl.Dense(target_size, name="logits")(x)
+    # Head
+    if tie_embeddings:
+        logits = target_embedding(x, reverse=True)
+    else:
+        logits = kl.Dense(target_size, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
