@@ -18,10 +18,12 @@ reachability probe: tfds itself retries for minutes before it gives up.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import gzip
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -143,12 +145,33 @@ def _prepared_builder(name, data_dir):
         return builder
     local_dir = local_idx_dir(canonical)
     if local_dir is not None:
-        prepare_from_idx(canonical, local_dir, data_dir=data_dir)
+        with _global_random_state_kept():
+            prepare_from_idx(canonical, local_dir, data_dir=data_dir)
         return tfds.builder(canonical, data_dir=data_dir)
     if not network_available():
         raise DatasetError(_offline_advice(canonical))
-    builder.download_and_prepare()
+    with _global_random_state_kept():
+        builder.download_and_prepare()
     return builder
+
+
+@contextlib.contextmanager
+def _global_random_state_kept():
+    """Restores Python's and NumPy's global random state on exit.
+
+    tfds draws from Python's global `random` while it prepares a dataset (the
+    six-character suffix of its `incomplete.*` folder), and Keras draws the seeds of
+    unseeded initialisers and `SeedGenerator`s from the same generator: without this,
+    a `--seed` run that prepares its dataset would build other initial weights than
+    every later run of the same command, which finds the dataset prepared.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _unknown_dataset(name, canonical):

@@ -1,14 +1,20 @@
 """apps.data.datasets: real Fashion-MNIST offline, image folders, every error path."""
 
 import gzip
+import hashlib
+import random
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.core import constants as tfds_constants
 
+import apps
+from apps import classify
 from apps.data import DatasetError, datasets, load
 
 IDX_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -172,3 +178,70 @@ def test_image_folder_errors(tmp_path):
         load(str(_image_folder(tmp_path / "pets")), "holdout")
     with pytest.raises(DatasetError, match="name must be a non-empty string"):
         load("")
+
+
+# A seeded run that prepares its dataset equals every later run (issue 16, item 5)
+
+
+def _small_split(directory, split):
+    count = {"train": 48, "test": 16}[split]
+    rng = np.random.default_rng(1 if split == "train" else 2)
+    return rng.integers(0, 255, (count, 28, 28), np.uint8), np.arange(count) % 10
+
+
+def _weights_sha256(model):
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
+def test_preparing_leaves_the_global_random_state_alone(tmp_path, monkeypatch):
+    # tfds draws its `incomplete.*` folder's suffix from Python's `random`, the
+    # generator Keras seeds unseeded initialisers from.
+    monkeypatch.setattr(datasets, "read_idx_split", _small_split)
+    built = []
+    for _ in ("prepares", "finds it prepared"):
+        keras.utils.set_random_seed(0)
+        before = random.getstate(), np.random.get_state()[1].tobytes()
+        datasets.describe("fashion_mnist", data_dir=tmp_path / "tfds")
+        assert (random.getstate(), np.random.get_state()[1].tobytes()) == before
+        built.append(_weights_sha256(apps.build("lenet5", input_shape=(32, 32, 1))))
+    assert built[0] == built[1]
+
+
+def test_seeded_training_run_is_the_same_when_it_prepares_the_dataset(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(datasets, "read_idx_split", _small_split)
+    # tfds reads TFDS_DATA_DIR once, at import, into constants.DATA_DIR.
+    monkeypatch.setattr(tfds_constants, "DATA_DIR", str(tmp_path / "fresh-tfds"))
+    hashes = []
+    for run in ("first", "second"):  # the first one prepares fashion_mnist
+        output = tmp_path / run
+        argv = [
+            "train",
+            "--model",
+            "lenet5",
+            "--dataset",
+            "fashion_mnist",
+            "--augment",
+            "flip",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--eval-steps",
+            "1",
+            "--batch-size",
+            "16",
+            "--seed",
+            "0",
+            "--output",
+            str(output),
+        ]
+        assert classify.main(argv) == 0
+        model = keras.models.load_model(output / "model.keras", compile=False)
+        hashes.append(_weights_sha256(model))
+    assert (tmp_path / "fresh-tfds" / "fashion_mnist").is_dir()
+    assert hashes[0] == hashes[1]
