@@ -19,7 +19,8 @@ benchmarks/results/gan_quality.json. Then:
 batch, every epoch), `quality.json` (FID, Inception-Score-style score and class
 coverage per epoch, measured with a LeNet-5 classifier trained by
 `python -m apps.classify` on first use and cached, see `apps.generative.quality`),
-`history.csv` (d_loss, g_loss, d_real, d_fake per epoch), `model.keras`,
+`history.csv` (d_loss, g_loss, d_real, d_fake and the quality figures per epoch,
+NaN for epochs --quality-every skips), `model.keras`,
 `best.keras` (lowest FID), `run.json` and at the end `metrics.json`. One epoch
 is one pass over the training split at ``d_steps x batch`` images per generator
 step. Re-running an interrupted `train` with the same --output resumes it exactly
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import random
 import shutil
 import sys
@@ -172,7 +174,10 @@ def _add_train(parser):
         help="images for FID/IS/coverage each epoch (0: no measurement)",
     )
     quality.add_argument(
-        "--quality-every", type=int, default=1, help="measure every N epochs"
+        "--quality-every",
+        type=int,
+        default=1,
+        help="measure every N epochs (and after the first and the last; default 1)",
     )
     quality.add_argument(
         "--quality-classifier",
@@ -569,11 +574,18 @@ def summarise_run(run_dir, gan, args, throughput) -> dict:
     per_epoch = []
     for index in range(epochs):
         row = {"epoch": index + 1}
-        row.update({key: values[index] for key, values in history.items()})
+        row.update(
+            {
+                key: values[index]
+                for key, values in history.items()
+                # history.csv holds NaN for the quality of unmeasured epochs.
+                if not (key in callbacks.LOGGED_FIGURES and math.isnan(values[index]))
+            }
+        )
         row.update(records.get(str(index + 1), {}))
         per_epoch.append(row)
     last = per_epoch[-1] if per_epoch else {}
-    measured = [row for row in per_epoch if "fid" in row]
+    measured = [row for row in per_epoch if str(row["epoch"]) in records]
     summary = {
         "epochs": epochs,
         "d_loss": last.get("d_loss"),

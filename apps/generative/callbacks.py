@@ -73,18 +73,43 @@ class SampleGrid(keras.callbacks.Callback):
         save_grid(images, self.directory / f"epoch_{epoch + 1:03d}.png", columns)
 
 
+# What QualityMonitor puts into the logs of *every* epoch, NaN where it did not
+# measure: Keras's CSVLogger fixes its columns from the first epoch's logs, so a
+# figure missing then never reaches history.csv, and `training.best_so_far` (the
+# best FID of earlier sessions, from history.csv) cannot protect best.keras.
+LOGGED_FIGURES = (
+    "fid",
+    "inception_score",
+    "class_coverage",
+    "class_entropy",
+    "max_class_share",
+    "quality_seconds",
+)
+
+
 class QualityMonitor(keras.callbacks.Callback):
-    """Measures FID, IS and class coverage after every epoch; keeps a record.
+    """Measures FID, IS and class coverage after epochs; keeps a record.
+
+    It measures after the first epoch, every `every`-th epoch and the last. The
+    first is always measured because Keras's ModelCheckpoint takes the first
+    value it sees as its best when it has none yet (a new run): a NaN there
+    would be a best that no FID ever beats, and best.keras would stay epoch 1's.
 
     The records go to `path` (JSON, keyed by epoch: a resumed run overwrites the
-    epochs it repeats) and into this epoch's `logs` for the callbacks after it.
+    epochs it repeats) and, as `LOGGED_FIGURES`, into every epoch's `logs` for
+    the callbacks after it (the best checkpoint, history.csv, TensorBoard): the
+    figures where it measured, NaN where it did not (`training.read_history`
+    reads NaN as missing). Which epochs are measured depends only on the epoch,
+    so a resumed run measures those the uninterrupted run would have, and every
+    worker of a multi-worker run takes part in the same measurements.
 
     Args:
         evaluator: a `quality.QualityEvaluator`.
         path: the JSON file of the records (e.g. ``run_dir/quality.json``), or
             ``None`` to measure without writing (multi-worker: all workers take
             part in the measurement, the chief writes).
-        every: measure every `every` epochs (and always after the last).
+        every: measure every `every` epochs (and always after the first and the
+            last).
     """
 
     def __init__(self, evaluator, path, every=1):
@@ -94,16 +119,22 @@ class QualityMonitor(keras.callbacks.Callback):
         self.every = every
         self.records = {} if self.path is None else read_quality(self.path)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def measures(self, epoch) -> bool:
+        """Whether the epoch of 0-based index `epoch` is measured."""
         last = epoch + 1 == self.params.get("epochs")
-        if (epoch + 1) % self.every and not last:
+        return epoch == 0 or (epoch + 1) % self.every == 0 or last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.measures(epoch):
+            if logs is not None:
+                logs.update(dict.fromkeys(LOGGED_FIGURES, math.nan))
             return
         started = time.perf_counter()
         figures = self.evaluator.evaluate(self.model)
         figures["quality_seconds"] = round(time.perf_counter() - started, 3)
         self.records[str(epoch + 1)] = {"epoch": epoch + 1, **figures}
         if logs is not None:
-            logs.update({k: v for k, v in figures.items() if k != "class_shares"})
+            logs.update({key: figures[key] for key in LOGGED_FIGURES})
         if self.path is None:
             return
         from apps.training import write_json

@@ -3,14 +3,16 @@ export, errors."""
 
 import hashlib
 import json
+import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from apps import generate
-from apps.generative import callbacks
+from apps import generate, training
+from apps.generative import callbacks, quality
 
 TINY = [
     "--dataset",
@@ -200,6 +202,145 @@ def test_killed_run_resumes_bitwise(fashion_mnist, tmp_path, monkeypatch):
     straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert resumed["per_epoch"] == straight["per_epoch"]
+
+
+def _tiny_classifier(directory):
+    """A quality classifier run directory made in a second (the cached LeNet-5
+    takes a training run): model.keras with preprocessing.json beside it."""
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(6, activation="tanh", name="features")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
+    directory.mkdir(parents=True, exist_ok=True)
+    keras.Model(inputs, outputs).save(directory / "model.keras")
+    spec = {"input_shape": [28, 28, 1], "normalization": "unit"}
+    (directory / "preprocessing.json").write_text(json.dumps(spec))
+    return directory / "model.keras"
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _ScriptedEvaluator:
+    """Stands in for a QualityEvaluator: the FID of `epoch` from a script."""
+
+    def __init__(self, fids):
+        self.fids = fids
+        self.epoch = None
+
+    def evaluate(self, gan):
+        return {
+            "fid": self.fids[self.epoch],
+            "inception_score": 2.0,
+            "class_coverage": 1.0,
+            "class_entropy": 1.0,
+            "max_class_share": 0.1,
+            "class_shares": [0.1] * 10,
+        }
+
+
+def _quality_session(run_dir, gan, evaluator, *, start, stop, epochs=4, every=2):
+    """Epochs `start` to `stop - 1` of an `epochs`-epoch run, one session, through
+    QualityMonitor and the training core's callbacks in `training.fit`'s order,
+    without training: each epoch gives the generator other weights, so that
+    best.keras changes whenever it is saved."""
+    options = training.TrainOptions(epochs=epochs, batch_size=8, lr_schedule="constant")
+    core = training.make_callbacks(
+        run_dir, options, training.Throughput(8), monitor=generate.BEST_MONITOR
+    )
+    monitor = callbacks.QualityMonitor(evaluator, run_dir / "quality.json", every)
+    session = keras.callbacks.CallbackList(
+        [monitor, *core], model=gan, epochs=epochs, steps=1
+    )
+    session.on_train_begin()
+    for epoch in range(start, stop):
+        session.on_epoch_begin(epoch)
+        gan.generator.weights[0].assign(np.full(gan.generator.weights[0].shape, epoch))
+        evaluator.epoch = epoch + 1
+        logs = {"d_loss": 1.0, "g_loss": 1.0, "d_real": 0.5, "d_fake": 0.5}
+        session.on_epoch_end(epoch, logs)
+    session.on_train_end()
+
+
+def test_quality_every_2_keeps_the_fid_columns_and_the_better_best(tmp_path):
+    """Every epoch's logs hold the quality figures (NaN where not measured), so
+    history.csv has them from epoch 1 on and a resumed session's best.keras is
+    only replaced by a better FID: epoch 4's 3.0 must not replace epoch 2's 1.0
+    (nor the unmeasured epoch 3 either)."""
+    import apps
+
+    gan = apps.build("mlp_gan", latent_dim=4, generator_units=(4,), seed=0)
+    gan.compile()
+    evaluator = _ScriptedEvaluator({1: 5.0, 2: 1.0, 4: 3.0})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _quality_session(run_dir, gan, evaluator, start=0, stop=2)  # then killed
+    best = _sha256(run_dir / "best.keras")
+    _quality_session(run_dir, gan, evaluator, start=2, stop=4)  # resumed
+    assert _sha256(run_dir / "best.keras") == best
+    kept = generate.load_gan(run_dir / "best.keras").generator.weights[0]
+    assert np.all(np.asarray(kept) == 1)  # epoch 2's (0-based index 1)
+    history = training.read_history(run_dir)
+    for key in callbacks.LOGGED_FIGURES:
+        assert len(history[key]) == 4 and math.isnan(history[key][2]), key
+    assert history["fid"][:2] == [5.0, 1.0] and history["fid"][3] == 3.0
+    records = callbacks.read_quality(run_dir / "quality.json")
+    assert sorted(records, key=int) == ["1", "2", "4"]
+
+
+@pytest.mark.slow
+def test_resumed_run_measured_every_2_epochs_keeps_the_better_best(
+    fashion_mnist, tmp_path, monkeypatch
+):
+    """--quality-every 2, FIDs scripted per epoch, killed after epoch 2, resumed.
+
+    history.csv must hold the FID columns from epoch 1 on (NaN for epoch 3,
+    which is not measured), so that the resumed session knows epoch 2's FID 1.0
+    and keeps its best.keras against epoch 4's worse 3.0 (nor saves epoch 3's).
+    """
+    scripted = {1: 5.0, 2: 1.0, 4: 3.0}
+
+    def evaluate(self, gan):
+        epoch = int(gan.g_optimizer.iterations) // 2  # 2 steps per epoch
+        return {
+            "fid": scripted[epoch],
+            "inception_score": 2.0,
+            "class_coverage": 1.0,
+            "class_entropy": 1.0,
+            "max_class_share": 0.1,
+            "class_shares": [0.1] * 10,
+        }
+
+    monkeypatch.setattr(quality.QualityEvaluator, "evaluate", evaluate)
+    run_dir = tmp_path / "run"
+    common = [
+        "--epochs",
+        "4",
+        "--quality-every",
+        "2",
+        "--quality-samples",
+        "2",
+        "--quality-classifier",
+        str(_tiny_classifier(tmp_path / "classifier")),
+    ]
+
+    def kill_before_epoch_three(self, epoch, logs=None):
+        if epoch == 2:
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.SampleGrid, "on_epoch_begin", kill_before_epoch_three)
+        with pytest.raises(_Killed):
+            _train(run_dir, *common)
+    best = _sha256(run_dir / "best.keras")
+    assert _train(run_dir, *common) == 0  # resumes at epoch 3
+    assert _sha256(run_dir / "best.keras") == best
+    fid = training.read_history(run_dir)["fid"]
+    assert fid[:2] == [5.0, 1.0] and math.isnan(fid[2]) and fid[3] == 3.0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_fid"] == {"epoch": 2, "fid": 1.0} and metrics["fid"] == 3.0
+    assert ["fid" in row for row in metrics["per_epoch"]] == [True, True, False, True]
 
 
 def test_conditional_models_get_the_dataset_classes(fashion_mnist):
