@@ -45,7 +45,7 @@ DEFAULT_LEARNING_RATES = {
     "rmsprop": 1e-3,
 }
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-LR_SCHEDULES = ("constant", "cosine", "plateau")
+LR_SCHEDULES = ("constant", "cosine", "plateau", "rsqrt")
 NAN_ADVICE = (
     "Try a smaller --learning-rate (e.g. 10x lower), gradient-friendly settings "
     "(--optimizer adam, BatchNorm variants), or check the input data for NaN/Inf. "
@@ -232,6 +232,8 @@ def is_chief(strategy) -> bool:
 def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
     """The optimiser named in `options`, with decoupled weight decay if asked."""
     common = {"learning_rate": options.resolved_learning_rate}
+    if options.lr_schedule == "rsqrt":  # per step, in the optimiser
+        common["learning_rate"] = rsqrt_schedule(options)
     if options.weight_decay:
         common["weight_decay"] = options.weight_decay
     if options.optimizer == "sgd":
@@ -358,8 +360,19 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         super().on_train_batch_end(batch, logs)
 
 
+class _LearningRateLog(keras.callbacks.Callback):
+    """Logs the rate of an optimiser-held schedule at each epoch's end."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
 def _learning_rate_callback(options, monitor, mode):
     base = options.resolved_learning_rate
+    if options.lr_schedule == "rsqrt":  # the optimiser's schedule sets every step
+        return _LearningRateLog()
     if options.lr_schedule == "cosine":
         return keras.callbacks.LearningRateScheduler(
             cosine_schedule(base, options.epochs)
@@ -397,6 +410,50 @@ def cosine_schedule(base: float, epochs: int):
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     return schedule
+
+
+WARMUP_SHARE = 0.04  # rsqrt: the paper's 4,000 warm-up steps of 100,000
+
+
+@keras.saving.register_keras_serializable(package="apps.training")
+class RsqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Vaswani et al.'s warm-up, then inverse square root decay, peaking at `peak`.
+
+    `lr = peak * min(n / warmup, sqrt(warmup / n))` at step `n` (the optimiser's
+    step counter + 1): the paper's `d_model^-0.5 * min(n^-0.5, n * warmup^-1.5)`
+    with its peak `(d_model * warmup)^-0.5` given as `peak` (fairseq's
+    inverse_sqrt). A pure function of the step counter, which the run state
+    saves with the optimiser, so a resumed run gets every step's rate exactly.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int):
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32") + 1.0
+        warmup = float(self.warmup_steps)
+        return self.peak * keras.ops.minimum(
+            step / warmup, keras.ops.sqrt(warmup / step)
+        )
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
+def rsqrt_schedule(options: TrainOptions) -> RsqrtSchedule:
+    """The `rsqrt` schedule of a run: the learning rate is its peak, reached after
+    `WARMUP_SHARE` of the run's steps (a share, not the paper's 4,000 steps, so
+    that a short run warms up too)."""
+    if options.steps_per_epoch is None:
+        raise ValueError(
+            "lr_schedule='rsqrt' needs steps_per_epoch (its warm-up is "
+            f"{WARMUP_SHARE:.0%} of the run's steps). Received: steps_per_epoch=None"
+        )
+    steps = options.epochs * options.steps_per_epoch
+    return RsqrtSchedule(
+        options.resolved_learning_rate, max(1, round(WARMUP_SHARE * steps))
+    )
 
 
 def make_callbacks(

@@ -121,7 +121,20 @@ def _add_train(parser):
     )
     optimisation.add_argument("--weight-decay", type=float, default=0.0)
     optimisation.add_argument(
-        "--lr-schedule", default="cosine", choices=training.LR_SCHEDULES
+        "--lr-schedule",
+        default="cosine",
+        choices=training.LR_SCHEDULES,
+        help="per epoch: cosine (default), constant, plateau; per step: rsqrt, "
+        "Vaswani et al.'s linear warm-up over 4%% of the steps to --learning-rate, "
+        "then 1/sqrt(step) decay",
+    )
+    optimisation.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="train against (1 - EPS) one-hot + EPS uniform targets (Szegedy et al. "
+        "2016; Vaswani et al. use 0.1); default 0",
     )
     optimisation.add_argument(
         "--checkpoint-every",
@@ -244,10 +257,14 @@ def train(args, extra_callbacks=()) -> int:
         ):
             if value < 1:
                 raise UsageError(f"{flag} must be >= 1. Received: {value}")
+        if not 0 <= args.label_smoothing < 1:
+            raise UsageError(
+                f"--label-smoothing must be in [0, 1). Received: {args.label_smoothing}"
+            )
         strategy = training.setup(options)
         with strategy.scope():
             model = apps.build(args.model, **builder_options)
-            compile_translator(model, options)
+            compile_translator(model, options, label_smoothing=args.label_smoothing)
 
     global_batch = options.batch_size * training.replicas(strategy)
     train_stream, validation_ds = _datasets(args, model, global_batch)
@@ -309,8 +326,11 @@ def train(args, extra_callbacks=()) -> int:
     return 0
 
 
-def compile_translator(model, options):
+def compile_translator(model, options, label_smoothing=0.0):
     """Compiles a translator: cross-entropy on the logits, padding labels ignored.
+
+    With ``label_smoothing`` ``eps > 0`` the targets are ``(1 - eps) * one_hot +
+    eps / V`` over the ``V`` output ids (:func:`smoothed_cross_entropy`).
 
     Metrics: ``accuracy`` (characters right, padding left out) and
     ``sequence_accuracy`` (every character of the answer right, under teacher
@@ -321,11 +341,18 @@ def compile_translator(model, options):
     from apps import training
     from apps.sequence import text
 
+    if label_smoothing:
+
+        def loss(labels, logits):
+            return smoothed_cross_entropy(labels, logits, label_smoothing)
+
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=text.PADDING_ID
+        )
     model.compile(
         optimizer=training.make_optimizer(options),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=text.PADDING_ID
-        ),
+        loss=loss,
         metrics=[
             keras.metrics.MeanMetricWrapper(_token_accuracy, name="accuracy"),
             keras.metrics.MeanMetricWrapper(
@@ -336,6 +363,31 @@ def compile_translator(model, options):
         steps_per_execution=options.steps_per_execution,
     )
     return model
+
+
+def smoothed_cross_entropy(labels, logits, label_smoothing=0.1):
+    """Per-token cross-entropy against smoothed targets, padding labels left out.
+
+    The targets are ``(1 - eps) * one_hot(label) + eps / V``, as
+    ``keras.losses.CategoricalCrossentropy(label_smoothing=eps)``. Padding
+    positions get 0 and the others are scaled by (positions / real positions), so
+    that the loss's mean over the batch is the mean over its real tokens, as
+    ``SparseCategoricalCrossentropy(ignore_class=0)`` gives (``eps = 0`` is that
+    loss).
+    """
+    from keras import ops
+
+    from apps.sequence import text
+
+    logits = ops.cast(logits, "float32")
+    targets = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1])
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / ops.cast(
+        ops.shape(logits)[-1], "float32"
+    )
+    losses = ops.categorical_crossentropy(targets, logits, from_logits=True)
+    real = ops.cast(ops.not_equal(labels, text.PADDING_ID), "float32")
+    share = ops.cast(ops.size(real), "float32") / ops.maximum(ops.sum(real), 1.0)
+    return losses * real * share
 
 
 def _token_accuracy(labels, logits):

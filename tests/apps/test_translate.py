@@ -176,6 +176,10 @@ def test_beam_search_from_the_command_line(trained_run, capsys):
         (["train", "--test-examples", "0", "--output", "{new}"], "--test-examples"),
         (["train", "--epochs", "0", "--output", "{new}"], "epochs must be"),
         (
+            ["train", "--label-smoothing", "1", "--output", "{new}"],
+            "--label-smoothing must be in [0, 1)",
+        ),
+        (
             ["export", "--model-path", "{run}", "--name", "bad name!"],
             "name",
         ),
@@ -225,3 +229,112 @@ def test_export_serves_strings_and_refuses_bad_input(trained_run, tmp_path, caps
     # An existing version is kept unless --force.
     assert translate.main([*argv, "--version", "1"]) == 2
     assert "exists already" in capsys.readouterr().err
+
+
+# Label smoothing and the rsqrt (warm-up) schedule
+
+
+def _compiled_loss(label_smoothing):
+    """The loss `compile_translator` compiles, as a function of (labels, logits)."""
+    from apps import training
+
+    model = keras.Sequential([keras.Input((4, 7))])
+    translate.compile_translator(
+        model, training.TrainOptions(), label_smoothing=label_smoothing
+    )
+    return lambda labels, logits: model.compute_loss(y=labels, y_pred=logits)
+
+
+def test_smoothed_cross_entropy_is_the_mean_over_real_tokens():
+    labels = np.array([[4, 5, 3, 0], [6, 3, 0, 0]])  # 0: padding
+    logits = np.random.default_rng(0).normal(size=(2, 4, 7)).astype("float32")
+    plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+    # eps = 0: the mean of its per-token values is SparseCategoricalCrossentropy's.
+    per_token = translate.smoothed_cross_entropy(labels, logits, 0.0)
+    np.testing.assert_allclose(
+        float(np.mean(per_token)), float(plain(labels, logits)), rtol=1e-6
+    )
+    assert float(_compiled_loss(0.0)(labels, logits)) == float(plain(labels, logits))
+    eps = 0.1
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = np.eye(7)[labels] * (1 - eps) + eps / 7
+    per_token = -(targets * log_p).sum(-1)
+    expected = per_token[labels != 0].mean()  # 5 real tokens
+    smoothed = _compiled_loss(eps)
+    np.testing.assert_allclose(float(smoothed(labels, logits)), expected, rtol=1e-5)
+
+
+def test_rsqrt_schedule_warms_up_then_decays_as_the_paper():
+    from apps import training
+
+    options = training.TrainOptions(
+        epochs=5, steps_per_epoch=200, learning_rate=2e-3, lr_schedule="rsqrt"
+    )
+    schedule = training.make_optimizer(options)._learning_rate
+    assert isinstance(schedule, training.RsqrtSchedule)
+    assert schedule.warmup_steps == 40  # 4 % of 1000 steps
+    # Paper: d^-0.5 * min(n^-0.5, n * w^-1.5), n = step counter + 1, with the
+    # peak d^-0.5 * w^-0.5 = 2e-3, so d^-0.5 = 2e-3 * sqrt(40).
+    scale = 2e-3 * np.sqrt(40)
+    for counter in (0, 9, 39, 40, 100, 999):
+        n = counter + 1
+        paper = scale * min(n**-0.5, n * 40**-1.5)
+        assert float(schedule(counter)) == pytest.approx(paper, rel=1e-5)
+    assert float(schedule(39)) == pytest.approx(2e-3)  # the peak
+    restored = training.RsqrtSchedule.from_config(schedule.get_config())
+    assert float(restored(500)) == float(schedule(500))
+    with pytest.raises(ValueError, match="rsqrt' needs steps_per_epoch"):
+        training.make_optimizer(training.TrainOptions(lr_schedule="rsqrt"))
+
+
+def _weights(run_dir):
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    return [np.asarray(weight) for weight in model.weights]
+
+
+class _StopInSecondEpoch(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.model.optimizer.iterations.numpy() >= 20:
+            raise _Interrupt
+
+
+@pytest.mark.slow
+def test_an_interrupted_rsqrt_run_resumes_exactly(tmp_path):
+    """Killed mid-epoch, resumed from a mid-epoch state (other step groups than
+    the straight run's): the same weights, as the rate is a function of the step."""
+    argv = [
+        "train",
+        *TINY,
+        "--lr-schedule",
+        "rsqrt",
+        "--label-smoothing",
+        "0.1",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "12",
+        "--checkpoint-every",
+        "5",
+        "--validation-examples",
+        "16",
+        "--test-examples",
+        "20",
+    ]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert translate.main([*argv, "--output", str(straight)]) == 0
+    with pytest.raises(_Interrupt):
+        translate.train(
+            translate.build_parser().parse_args([*argv, "--output", str(interrupted)]),
+            extra_callbacks=[_StopInSecondEpoch()],
+        )
+    # Straight: steps 0, 1-4, 5-9, 10-11 | 12-14, 15-19, 20-23 (a call runs up to
+    # 8 steps, cut at checkpoints); resumed at 20: 20 alone, then 21-23.
+    newest = sorted((interrupted / "state").glob("state-*.json"))[-1]
+    saved = json.loads(newest.read_text())
+    assert saved["position"] == {"epoch": 1, "step": 8, "global_step": 20}
+    assert translate.main([*argv, "--output", str(interrupted)]) == 0
+    for a, b in zip(_weights(straight), _weights(interrupted), strict=True):
+        np.testing.assert_array_equal(a, b)
+    rates = translate_history(straight)["learning_rate"]
+    assert rates == pytest.approx([0.005 * np.sqrt(1 / 13), 0.005 * np.sqrt(1 / 25)])
+    assert translate_history(interrupted)["learning_rate"] == rates
