@@ -13,6 +13,9 @@ from apps import runtime  # noqa: I001
 
 # generative, sequence, vision: imported for their registrations
 from apps import generative, registry, sequence, vision
+
+# the optimisers with coupled L2 decay: registered for loading saved models
+from apps import optimizers
 from apps.registry import UnknownModelError, build, get_model_info, list_models
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "generative",
     "get_model_info",
     "list_models",
+    "optimizers",
     "registry",
     "runtime",
     "sequence",

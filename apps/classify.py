@@ -20,6 +20,7 @@ Re-running an interrupted `train` with the same --output resumes it. Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -104,11 +105,28 @@ def _add_train(parser):
     optimisation.add_argument(
         "--optimizer", default="adam", choices=training.OPTIMIZERS
     )
-    optimisation.add_argument("--weight-decay", type=float, default=0.0)
+    optimisation.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="as the optimiser's paper meant it: an L2 penalty's gradient (carried "
+        "by the momentum) for sgd/momentum/adagrad/rmsprop, decoupled (AdamW) for "
+        "adam; biases and BatchNorm/LayerNorm parameters are not decayed "
+        "(default 0)",
+    )
     optimisation.add_argument(
         "--lr-schedule", default="cosine", choices=training.LR_SCHEDULES
     )
     optimisation.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    optimisation.add_argument(
+        "--bn-recalibration-steps",
+        type=int,
+        metavar="N",
+        help="after training, recompute the BatchNorm statistics over N training "
+        "batches with the final weights (precise BN; 0 = off; default "
+        f"{training.TrainOptions.bn_recalibration_steps}; models without "
+        "BatchNormalization ignore it)",
+    )
     optimisation.add_argument(
         "--checkpoint-every",
         type=int,
@@ -239,6 +257,7 @@ def train(args) -> int:
                 **builder_options,
             )
             training.compile_classifier(model, options, info.loss_weights)
+        _note_unused_recalibration(args, model)
 
     global_batch = options.batch_size * training.replicas(strategy)
     train_ds, val_ds, test_ds, steps = _datasets(
@@ -254,6 +273,7 @@ def train(args) -> int:
             {
                 "command": "apps.classify train",
                 "arguments": vars(args),
+                "options": dataclasses.asdict(options),
                 "versions": training.versions(),
                 "strategy": type(strategy).__name__,
                 "replicas": training.replicas(strategy),
@@ -315,7 +335,23 @@ def _train_options(args):
         steps_per_execution=args.steps_per_execution,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
+        **(
+            {}
+            if args.bn_recalibration_steps is None
+            else {"bn_recalibration_steps": args.bn_recalibration_steps}
+        ),
     )
+
+
+def _note_unused_recalibration(args, model):
+    from apps import batch_norm
+
+    if args.bn_recalibration_steps and not batch_norm.batch_norm_layers(model):
+        print(
+            f"note: --bn-recalibration-steps has no effect: {args.model} has no "
+            "BatchNormalization layer.",
+            file=sys.stderr,
+        )
 
 
 def _builder_options(info, args) -> dict:

@@ -350,7 +350,9 @@ class DistributedLoop:
 
     def evaluate(self, dataset, steps=None) -> dict:
         self.model.reset_metrics()
-        distributed = self.strategy.experimental_distribute_dataset(_by_data(dataset))
+        distributed = self.strategy.experimental_distribute_dataset(
+            shard_by_data(dataset)
+        )
         for index, batch in enumerate(distributed):
             if steps is not None and index >= steps:
                 break
@@ -389,7 +391,9 @@ class DistributedLoop:
         position = state.restore(variables) or {"epoch": 0, "step": 0, "global_step": 0}
         start_epoch, start_step = position["epoch"], position["step"]
         stream = _stream_from(train, start_epoch, start_step, steps_per_epoch)
-        iterator = iter(self.strategy.experimental_distribute_dataset(_by_data(stream)))
+        iterator = iter(
+            self.strategy.experimental_distribute_dataset(shard_by_data(stream))
+        )
         model.stop_training = False
         callbacks.on_train_begin()
         restore_callback_state(callbacks, state.callbacks, state.extra_arrays)
@@ -440,7 +444,7 @@ class DistributedLoop:
         return history.history
 
 
-def _by_data(dataset):
+def shard_by_data(dataset):
     """Multi-worker: shard by batches, never by files, so that each step's global
     batch is the one a single process would see."""
     options = tf.data.Options()

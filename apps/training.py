@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps import loop
+from apps import batch_norm, loop, optimizers
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
 DEFAULT_LEARNING_RATES = {
@@ -64,6 +64,9 @@ class TrainOptions:
 
     Attributes mirror the command-line flags of `python -m apps.classify train`.
     `batch_size` is per replica; the global batch is `batch_size * replicas`.
+    `bn_recalibration_steps`: training batches over which `fit` recomputes the
+    BatchNorm statistics with the final weights before saving (`apps.batch_norm`;
+    0 = off; models without BatchNormalization are left alone).
     """
 
     epochs: int = 10
@@ -81,6 +84,7 @@ class TrainOptions:
     jit: bool = False
     steps_per_execution: int = 8
     checkpoint_every: int | None = None
+    bn_recalibration_steps: int = 100
     seed: int | None = None
     verbose: str | int = "auto"
 
@@ -96,6 +100,8 @@ class TrainOptions:
             _require_positive("devices", self.devices)
         if self.checkpoint_every is not None:
             _require_positive("checkpoint_every", self.checkpoint_every)
+        if self.bn_recalibration_steps != 0:
+            _require_positive("bn_recalibration_steps", self.bn_recalibration_steps)
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("strategy", self.strategy, STRATEGIES)
         _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -230,21 +236,15 @@ def is_chief(strategy) -> bool:
 
 
 def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
-    """The optimiser named in `options`, with decoupled weight decay if asked."""
-    common = {"learning_rate": options.resolved_learning_rate}
+    """The optimiser named in `options`; `weight_decay` is coupled L2 for SGD,
+    momentum, Adagrad and RMSprop and decoupled for Adam (AdamW), never on biases
+    or normalisation parameters (`apps.optimizers`)."""
+    learning_rate = options.resolved_learning_rate
     if options.lr_schedule == "rsqrt":  # per step, in the optimiser
-        common["learning_rate"] = rsqrt_schedule(options)
-    if options.weight_decay:
-        common["weight_decay"] = options.weight_decay
-    if options.optimizer == "sgd":
-        return keras.optimizers.SGD(**common)
-    if options.optimizer == "momentum":
-        return keras.optimizers.SGD(momentum=options.momentum, nesterov=True, **common)
-    if options.optimizer == "adam":
-        return keras.optimizers.Adam(**common)
-    if options.optimizer == "adagrad":
-        return keras.optimizers.Adagrad(**common)
-    return keras.optimizers.RMSprop(**common)
+        learning_rate = rsqrt_schedule(options)
+    return optimizers.make(
+        options.optimizer, learning_rate, options.weight_decay, options.momentum
+    )
 
 
 def compile_classifier(model: keras.Model, options: TrainOptions, loss_weights=None):
@@ -551,12 +551,30 @@ def fit(
         history = _run_loop(
             model, strategy, options, train, validation, steps, callbacks, state
         )
+        _recalibrate_batch_norm(model, train, options, strategy, verbose)
         if workspace.chief:
             model.save(workspace.path / "model.keras")
         state.clear()
     finally:
         workspace.cleanup()
     return history, throughput
+
+
+def _recalibrate_batch_norm(model, train, options, strategy, verbose):
+    """The BN statistics pass over epoch 0's training batches (a pure function of
+    the seed, so a run resumed after a kill here repeats it exactly)."""
+    if not options.bn_recalibration_steps or not batch_norm.batch_norm_layers(model):
+        return
+    started = time.perf_counter()
+    stream = train(0) if callable(train) else train
+    averaged = batch_norm.recalibrate(
+        model, stream, options.bn_recalibration_steps, strategy
+    )
+    if verbose:
+        print(
+            f"BatchNorm statistics recomputed over {averaged} training batches "
+            f"({time.perf_counter() - started:.1f} s)."
+        )
 
 
 def _run_loop(model, strategy, options, train, validation, steps, callbacks, state):

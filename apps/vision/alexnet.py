@@ -69,6 +69,7 @@ def alexnet(
     name="alexnet",
     groups=2,
     normalization="lrn",
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """AlexNet: five convolutional and three fully connected layers.
@@ -90,6 +91,9 @@ def alexnet(
             conv2), ``"batchnorm"`` (batch normalisation after every convolution,
             no LRN, bias-free convolutions) or ``None`` (also spelt ``"none"``,
             which survives ``apps.build``'s dropping of ``None`` options).
+        batch_norm_momentum: momentum of the BatchNormalization moving
+            statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
+            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than 63x63 (layer ``resize``);
             ``False`` rejects them; an int or ``(height, width)`` resizes every
             input.
@@ -110,6 +114,7 @@ def alexnet(
     )
     _common.check_choice("groups", groups, GROUPS)
     _common.check_choice("normalization", normalization, NORMALIZATIONS)
+    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
     if normalization == "none":
         normalization = None
     _common.check_flatten_head(include_top, input_shape, name)
@@ -122,21 +127,22 @@ def alexnet(
 
     # conv1: 227-equivalent input
     x = kl.ZeroPadding2D(2, name="conv1_pad")(x)
-    x = _conv(x, 96, 11, "conv1", normalization, strides=4, padding="valid")
+    bn_momentum = batch_norm_momentum if normalization == "batchnorm" else None
+    x = _conv(x, 96, 11, "conv1", bn_momentum, strides=4, padding="valid")
     if normalization == "lrn":
         x = _lrn(x, "lrn1")
     x = kl.MaxPooling2D(3, strides=2, name="pool1")(x)
 
     # conv2
-    x = _conv(x, 256, 5, "conv2", normalization, groups=groups)
+    x = _conv(x, 256, 5, "conv2", bn_momentum, groups=groups)
     if normalization == "lrn":
         x = _lrn(x, "lrn2")
     x = kl.MaxPooling2D(3, strides=2, name="pool2")(x)
 
     # conv3 to conv5
-    x = _conv(x, 384, 3, "conv3", normalization)
-    x = _conv(x, 384, 3, "conv4", normalization, groups=groups)
-    x = _conv(x, 256, 3, "conv5", normalization, groups=groups)
+    x = _conv(x, 384, 3, "conv3", bn_momentum)
+    x = _conv(x, 384, 3, "conv4", bn_momentum, groups=groups)
+    x = _conv(x, 256, 3, "conv5", bn_momentum, groups=groups)
     x = kl.MaxPooling2D(3, strides=2, name="pool5")(x)
 
     # Classifier
@@ -159,9 +165,10 @@ def alexnet(
     return _common.load_weights(model, weights)
 
 
-def _conv(x, filters, kernel_size, name, normalization, padding="same", **kwargs):
-    """Convolution and ReLU, with batch normalisation between them if asked."""
-    if normalization != "batchnorm":
+def _conv(x, filters, kernel_size, name, bn_momentum, padding="same", **kwargs):
+    """Convolution and ReLU, with batch normalisation (momentum ``bn_momentum``)
+    between them unless ``bn_momentum`` is None."""
+    if bn_momentum is None:
         return kl.Conv2D(
             filters,
             kernel_size,
@@ -173,7 +180,7 @@ def _conv(x, filters, kernel_size, name, normalization, padding="same", **kwargs
     x = kl.Conv2D(
         filters, kernel_size, padding=padding, use_bias=False, name=name, **kwargs
     )(x)
-    x = kl.BatchNormalization(name=f"{name}_bn")(x)
+    x = _common.batch_norm(x, f"{name}_bn", bn_momentum)
     return kl.Activation("relu", name=f"{name}_relu")(x)
 
 

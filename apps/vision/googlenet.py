@@ -108,6 +108,7 @@ def googlenet(
     aux_dropout=0.7,
     batch_norm=False,
     factorized=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """GoogLeNet (Inception v1), optionally with its two auxiliary classifiers.
@@ -130,6 +131,9 @@ def googlenet(
         aux_dropout: dropout rate in the auxiliary heads (the paper: 0.7).
         batch_norm: batch normalisation after every convolution (bias-free) and
             no LRN, as in Inception v2.
+        batch_norm_momentum: momentum of the BatchNormalization moving
+            statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
+            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
         factorized: ``True`` replaces each 5x5 convolution by two 3x3;
             ``"asymmetric"`` also replaces each 3x3 by a 1x3 then a 3x1.
         resize: ``"auto"`` upsamples inputs smaller than 65x65 to 65x65 (layer
@@ -156,6 +160,7 @@ def googlenet(
     _common.check_bool("aux_classifiers", aux_classifiers)
     _common.check_rate("aux_dropout", aux_dropout)
     _common.check_bool("batch_norm", batch_norm)
+    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
     _common.check_choice("factorized", factorized, FACTORIZATIONS)
     if aux_classifiers and not include_top:
         raise ValueError(
@@ -174,7 +179,7 @@ def googlenet(
     target = _common.check_resize(
         resize, input_shape, min_size, name, why, auto_size=MIN_INPUT_SIZE_AUX
     )
-    conv = _ConvFactory(batch_norm)
+    conv = _ConvFactory(batch_norm, batch_norm_momentum)
 
     inputs = keras.Input(shape=input_shape)
     x = _common.fit_input(inputs, target)
@@ -258,8 +263,9 @@ def googlenet_inference_model(trained_model, name=None):
 class _ConvFactory:
     """Convolution + ReLU, or convolution + batch norm + ReLU for Inception v2."""
 
-    def __init__(self, batch_norm):
+    def __init__(self, batch_norm, momentum):
         self.batch_norm = batch_norm
+        self.momentum = momentum
 
     def __call__(self, x, filters, kernel_size, name, strides=1):
         if not self.batch_norm:
@@ -279,7 +285,7 @@ class _ConvFactory:
             use_bias=False,
             name=name,
         )(x)
-        x = kl.BatchNormalization(name=f"{name}_bn")(x)
+        x = _common.batch_norm(x, f"{name}_bn", self.momentum)
         return kl.Activation("relu", name=f"{name}_relu")(x)
 
 

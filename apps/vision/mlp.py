@@ -49,6 +49,7 @@ def mlp(
     width=None,
     activation="relu",
     batch_norm=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
 ):
     """A multilayer perceptron on the flattened input.
 
@@ -72,6 +73,9 @@ def mlp(
         width: units of each hidden layer, with ``depth`` (default 128).
         activation: activation of the hidden layers.
         batch_norm: batch normalisation before each hidden activation.
+        batch_norm_momentum: momentum of the BatchNormalization moving
+            statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
+            uses 0.99, too slow for short runs: see ``_common.BATCH_NORM_MOMENTUM``).
 
     Returns:
         An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
@@ -100,6 +104,7 @@ def mlp(
     hidden_units = _hidden_units(hidden_units, depth, width)
     _common.check_activation("activation", activation, allow_none=False)
     _common.check_bool("batch_norm", batch_norm)
+    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
 
     inputs = keras.Input(shape=input_shape)
     x = kl.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
@@ -109,7 +114,7 @@ def mlp(
         layer_name = f"hidden_{index}"
         if batch_norm:
             x = kl.Dense(units, use_bias=False, name=layer_name)(x)
-            x = kl.BatchNormalization(name=f"{layer_name}_bn")(x)
+            x = _common.batch_norm(x, f"{layer_name}_bn", batch_norm_momentum)
             x = kl.Activation(activation, name=f"{layer_name}_act")(x)
         else:
             x = kl.Dense(units, activation=activation, name=layer_name)(x)

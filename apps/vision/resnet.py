@@ -67,6 +67,7 @@ def _resnet(
     width=64,
     small_inputs=False,
     conv_bias=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """Builds a ResNet v1; see :func:`resnet` for the arguments."""
@@ -86,6 +87,7 @@ def _resnet(
     _common.check_positive_int("width", width)
     _common.check_bool("small_inputs", small_inputs)
     _common.check_bool("conv_bias", conv_bias)
+    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
     if small_inputs:
         min_size = MIN_INPUT_SIZE_SMALL
         why = "the small-input stem and three stride-2 stages"
@@ -107,7 +109,7 @@ def _resnet(
     else:
         x = kl.ZeroPadding2D(3, name="conv1_pad")(x)
         x = kl.Conv2D(width, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
-    x = kl.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = _common.batch_norm(x, "conv1_bn", batch_norm_momentum, epsilon=BN_EPSILON)
     x = kl.Activation("relu", name="conv1_relu")(x)
     if not small_inputs:
         x = kl.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -126,6 +128,7 @@ def _resnet(
                 stride=stride,
                 projection=stride != 1 or channels != filters * expansion,
                 conv_bias=conv_bias,
+                momentum=batch_norm_momentum,
                 name=f"conv{stage + 2}_block{index}",
             )
             channels = filters * expansion
@@ -143,7 +146,7 @@ def _resnet(
     return _common.load_weights(model, weights)
 
 
-def _conv_bn(x, filters, kernel_size, name, conv_bias, strides=1, relu=True):
+def _conv_bn(x, filters, kernel_size, name, conv_bias, momentum, strides=1, relu=True):
     """Convolution, batch normalisation and (optionally) ReLU, keras-named."""
     x = kl.Conv2D(
         filters,
@@ -153,34 +156,36 @@ def _conv_bn(x, filters, kernel_size, name, conv_bias, strides=1, relu=True):
         use_bias=conv_bias,
         name=f"{name}_conv",
     )(x)
-    x = kl.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = _common.batch_norm(x, f"{name}_bn", momentum, epsilon=BN_EPSILON)
     if relu:
         x = kl.Activation("relu", name=f"{name}_relu")(x)
     return x
 
 
-def _shortcut(x, filters, stride, projection, conv_bias, name):
+def _shortcut(x, filters, stride, projection, conv_bias, momentum, name):
     """Identity, or the paper's option B projection (strided 1x1 conv + BN)."""
     if not projection:
         return x
-    return _conv_bn(x, filters, 1, f"{name}_0", conv_bias, strides=stride, relu=False)
+    return _conv_bn(
+        x, filters, 1, f"{name}_0", conv_bias, momentum, strides=stride, relu=False
+    )
 
 
-def _basic_block(x, filters, stride, projection, conv_bias, name):
+def _basic_block(x, filters, stride, projection, conv_bias, momentum, name):
     """Two 3x3 convolutions and a shortcut (ResNet-18/34)."""
-    shortcut = _shortcut(x, filters, stride, projection, conv_bias, name)
-    x = _conv_bn(x, filters, 3, f"{name}_1", conv_bias, strides=stride)
-    x = _conv_bn(x, filters, 3, f"{name}_2", conv_bias, relu=False)
+    shortcut = _shortcut(x, filters, stride, projection, conv_bias, momentum, name)
+    x = _conv_bn(x, filters, 3, f"{name}_1", conv_bias, momentum, strides=stride)
+    x = _conv_bn(x, filters, 3, f"{name}_2", conv_bias, momentum, relu=False)
     x = kl.Add(name=f"{name}_add")([shortcut, x])
     return kl.Activation("relu", name=f"{name}_out")(x)
 
 
-def _bottleneck_block(x, filters, stride, projection, conv_bias, name):
+def _bottleneck_block(x, filters, stride, projection, conv_bias, momentum, name):
     """1x1 (stride), 3x3, 1x1 (x4) convolutions and a shortcut (ResNet-50+)."""
-    shortcut = _shortcut(x, 4 * filters, stride, projection, conv_bias, name)
-    x = _conv_bn(x, filters, 1, f"{name}_1", conv_bias, strides=stride)
-    x = _conv_bn(x, filters, 3, f"{name}_2", conv_bias)
-    x = _conv_bn(x, 4 * filters, 1, f"{name}_3", conv_bias, relu=False)
+    shortcut = _shortcut(x, 4 * filters, stride, projection, conv_bias, momentum, name)
+    x = _conv_bn(x, filters, 1, f"{name}_1", conv_bias, momentum, strides=stride)
+    x = _conv_bn(x, filters, 3, f"{name}_2", conv_bias, momentum)
+    x = _conv_bn(x, 4 * filters, 1, f"{name}_3", conv_bias, momentum, relu=False)
     x = kl.Add(name=f"{name}_add")([shortcut, x])
     return kl.Activation("relu", name=f"{name}_out")(x)
 
@@ -206,6 +211,7 @@ def resnet(
     width=64,
     small_inputs=False,
     conv_bias=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """ResNet v1 with a configurable depth: block type and blocks per stage.
@@ -230,6 +236,9 @@ def resnet(
             images (minimum input 8 instead of 32).
         conv_bias: give the convolutions a bias (keras.applications' convention);
             by default they have none, as batch normalisation follows each one.
+        batch_norm_momentum: momentum of the BatchNormalization moving
+            statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
+            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than the minimum (layer
             ``resize``); ``False`` rejects them; an int or ``(height, width)``
             resizes every input.
@@ -251,6 +260,7 @@ def resnet(
         width=width,
         small_inputs=small_inputs,
         conv_bias=conv_bias,
+        batch_norm_momentum=batch_norm_momentum,
         resize=resize,
     )
 
@@ -276,7 +286,7 @@ def resnet18(
     """ResNet-18: basic blocks, (2, 2, 2, 2).
 
     Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``resize``.
+    ``batch_norm_momentum``, ``resize``.
     """
     return _resnet(
         "basic",
@@ -314,7 +324,7 @@ def resnet34(
     """ResNet-34: basic blocks, (3, 4, 6, 3).
 
     Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``resize``.
+    ``batch_norm_momentum``, ``resize``.
     """
     return _resnet(
         "basic",
@@ -352,7 +362,7 @@ def resnet50(
     """ResNet-50: bottleneck blocks, (3, 4, 6, 3).
 
     Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``resize``.
+    ``batch_norm_momentum``, ``resize``.
     """
     return _resnet(
         "bottleneck",
@@ -390,7 +400,7 @@ def resnet101(
     """ResNet-101: bottleneck blocks, (3, 4, 23, 3).
 
     Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``resize``.
+    ``batch_norm_momentum``, ``resize``.
     """
     return _resnet(
         "bottleneck",
@@ -428,7 +438,7 @@ def resnet152(
     """ResNet-152: bottleneck blocks, (3, 8, 36, 3).
 
     Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``resize``.
+    ``batch_norm_momentum``, ``resize``.
     """
     return _resnet(
         "bottleneck",

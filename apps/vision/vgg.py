@@ -56,6 +56,7 @@ def _vgg(
     width=64,
     fc_units=4096,
     batch_norm=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """Builds a VGG network; see :func:`vgg` for the arguments."""
@@ -76,6 +77,7 @@ def _vgg(
     _common.check_positive_int("width", width)
     _common.check_positive_int("fc_units", fc_units)
     _common.check_bool("batch_norm", batch_norm)
+    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
     _common.check_flatten_head(include_top, input_shape, name)
     stages = len(convs_per_stage)
     min_size = 2**stages
@@ -90,7 +92,12 @@ def _vgg(
     for stage, convs in enumerate(convs_per_stage, start=1):
         filters = min(width * 2 ** (stage - 1), width * 8)
         for index in range(1, convs + 1):
-            x = _conv(x, filters, f"block{stage}_conv{index}", batch_norm)
+            x = _conv(
+                x,
+                filters,
+                f"block{stage}_conv{index}",
+                batch_norm and batch_norm_momentum,
+            )
         x = kl.MaxPooling2D(2, strides=2, name=f"block{stage}_pool")(x)
 
     # Classifier
@@ -108,12 +115,13 @@ def _vgg(
     return _common.load_weights(model, weights)
 
 
-def _conv(x, filters, name, batch_norm):
-    """3x3 convolution, stride 1, pad 1, ReLU (batch-normalised first if asked)."""
-    if not batch_norm:
+def _conv(x, filters, name, bn_momentum):
+    """3x3 convolution, stride 1, pad 1, ReLU (batch-normalised first, with momentum
+    ``bn_momentum``, unless it is False)."""
+    if bn_momentum is False:
         return kl.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
     x = kl.Conv2D(filters, 3, padding="same", name=name)(x)
-    x = kl.BatchNormalization(name=f"{name}_bn")(x)
+    x = _common.batch_norm(x, f"{name}_bn", bn_momentum)
     return kl.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -137,6 +145,7 @@ def vgg(
     width=64,
     fc_units=4096,
     batch_norm=False,
+    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """VGG with a configurable depth: convolutions per stage, width, fc size.
@@ -159,6 +168,9 @@ def vgg(
             ``8 * width`` (the paper: 64 ... 512).
         fc_units: units of fc1 and fc2 (the paper: 4096).
         batch_norm: batch normalisation between each convolution and its ReLU.
+        batch_norm_momentum: momentum of the BatchNormalization moving
+            statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
+            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than the minimum size (layer
             ``resize``); ``False`` rejects them; an int or ``(height, width)``
             resizes every input.
@@ -179,6 +191,7 @@ def vgg(
         width=width,
         fc_units=fc_units,
         batch_norm=batch_norm,
+        batch_norm_momentum=batch_norm_momentum,
         resize=resize,
     )
 
@@ -203,7 +216,8 @@ def vgg11(
 ):
     """VGG-11, configuration A: 8 convolutions and 3 fully connected layers.
 
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
+    ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["A"],
@@ -239,7 +253,8 @@ def vgg13(
 ):
     """VGG-13, configuration B: 10 convolutions and 3 fully connected layers.
 
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
+    ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["B"],
@@ -275,7 +290,8 @@ def vgg16(
 ):
     """VGG-16, configuration D: 13 convolutions and 3 fully connected layers.
 
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
+    ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["D"],
@@ -311,7 +327,8 @@ def vgg19(
 ):
     """VGG-19, configuration E: 16 convolutions and 3 fully connected layers.
 
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``, ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
+    ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["E"],
@@ -347,7 +364,7 @@ def vgg11_bn(
 ):
     """VGG-11, configuration A, with batch normalisation after each convolution.
 
-    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["A"],
@@ -384,7 +401,7 @@ def vgg13_bn(
 ):
     """VGG-13, configuration B, with batch normalisation after each convolution.
 
-    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["B"],
@@ -421,7 +438,7 @@ def vgg16_bn(
 ):
     """VGG-16, configuration D, with batch normalisation after each convolution.
 
-    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["D"],
@@ -458,7 +475,7 @@ def vgg19_bn(
 ):
     """VGG-19, configuration E, with batch normalisation after each convolution.
 
-    Arguments as for :func:`vgg`; ``options``: ``resize``.
+    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
     """
     return _vgg(
         CONFIGURATIONS["E"],

@@ -240,3 +240,63 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(fashion_mnist, tmp_path
     assert mirrored["global_batch_size"] == single["global_batch_size"] == 32
     assert mirrored["test_loss"] == pytest.approx(single["test_loss"], rel=1e-4)
     assert mirrored["final"]["loss"] == pytest.approx(single["final"]["loss"], rel=1e-4)
+
+
+TINY_RESNET = [
+    "--model",
+    "resnet",
+    "--model-option",
+    "block=basic",
+    "--model-option",
+    "blocks_per_stage=(1,)",
+    "--model-option",
+    "width=4",
+    "--model-option",
+    "small_inputs=True",
+    "--model-option",
+    "batch_norm_momentum=0.99",
+]
+
+
+def test_batch_norm_pass_runs_and_evaluate_agrees_with_train(
+    fashion_mnist, tmp_path, capsys
+):
+    """train recomputes the BN statistics before its test; evaluate on model.keras
+    then reports the accuracy train printed, on the same test images."""
+    argv = ["train", *TINY_RESNET, "--dataset", "fashion_mnist", *TINY]
+    argv += ["--bn-recalibration-steps", "3", "--output", str(tmp_path / "run")]
+    assert classify.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "BatchNorm statistics recomputed over 3 training batches" in printed
+    accuracy = printed.split("test accuracy ")[1].split(" ")[0]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["options"]["bn_recalibration_steps"] == 3
+    model_path = str(tmp_path / "run" / "model.keras")
+    evaluate = ["evaluate", "--model-path", model_path, "--dataset", "fashion_mnist"]
+    assert classify.main([*evaluate, "--batch-size", "16", "--steps", "2"]) == 0
+    assert f"accuracy {accuracy}" in capsys.readouterr().out
+
+
+def test_batch_norm_pass_on_a_model_without_batch_norm_says_so(
+    fashion_mnist, tmp_path, capsys
+):
+    assert _train(tmp_path, "--bn-recalibration-steps", "5") == 0
+    captured = capsys.readouterr()
+    assert "--bn-recalibration-steps has no effect: lenet5 has no Batch" in captured.err
+    assert "BatchNorm statistics recomputed" not in captured.out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model-option", "batch_norm_momentum=1.5"], "must be a number in [0, 1)"),
+        (["--bn-recalibration-steps", "-1"], "bn_recalibration_steps must be a"),
+    ],
+)
+def test_bad_batch_norm_arguments_fail_before_training(
+    tmp_path, capsys, extra, message
+):
+    argv = ["train", *TINY_RESNET[:-2], "--dataset", "fashion_mnist", *extra]
+    assert classify.main([*argv, "--output", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -18,9 +18,21 @@ import numpy as np
 import pytest
 
 EPOCHS, STEPS = 3, 10
+# A small ResNet: convolutions, Dropout's seed generator and BatchNorm, whose
+# statistics pass after the last epoch must resume exactly too.
 RUN = [
     "--model",
-    "lenet5",
+    "resnet",
+    "--model-option",
+    "block=basic",
+    "--model-option",
+    "blocks_per_stage=(1, 1)",
+    "--model-option",
+    "width=8",
+    "--model-option",
+    "small_inputs=True",
+    "--bn-recalibration-steps",
+    "20",
     "--dataset",
     "fashion_mnist",
     "--epochs",
@@ -56,9 +68,14 @@ def _command(output, *extra):
 
 
 def _run(output, *extra, env=None):
-    subprocess.run(
-        _command(output, *extra), check=True, capture_output=True, timeout=300, env=env
-    )
+    return subprocess.run(
+        _command(output, *extra),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    ).stdout
 
 
 def _weights_digest(output):
@@ -129,13 +146,15 @@ def test_three_sigkills_then_rerun_gives_identical_weights(reference, tmp_path):
     """Three kill points in one run (4 processes instead of 6, for CI's time): killed
     mid-epoch; re-run, killed at an epoch's end, its latest state's npz truncated;
     re-run (from the state before), killed, its latest state's json truncated;
-    re-run to the end."""
+    re-run, killed after the last epoch's state (in the BatchNorm statistics pass
+    or the saving after it); re-run to the end."""
     output = tmp_path / "killed"
-    for target, damage in ((6, None), (10, ".npz"), (19, ".json")):
+    kills = ((6, None), (10, ".npz"), (19, ".json"), (EPOCHS * STEPS, None))
+    for target, damage in kills:
         _kill_after_snapshot(output, target)
         if damage:
             _damage_latest(output, damage)
-    _run(output)
+    assert "BatchNorm statistics recomputed over 20 training batches" in _run(output)
     assert not (output / "state").exists()
     digest, iterations = _weights_digest(output)
     assert iterations == EPOCHS * STEPS

@@ -44,7 +44,12 @@ def test_every_optimizer_builds_with_weight_decay(name):
     assert float(optimizer.learning_rate) == pytest.approx(
         training.DEFAULT_LEARNING_RATES[name]
     )
-    assert optimizer.weight_decay == pytest.approx(1e-4)
+    if name == "adam":  # decoupled: AdamW
+        assert isinstance(optimizer, keras.optimizers.AdamW)
+        assert optimizer.weight_decay == pytest.approx(1e-4)
+    else:  # the L2 penalty the SGD-era papers used, not Keras's decoupled decay
+        assert optimizer.l2 == pytest.approx(1e-4)
+        assert optimizer.weight_decay is None
 
 
 def _two_output_model():
