@@ -28,6 +28,11 @@ Data and distribution:
   drawn for the global batch with `tf.random.stateless_normal`, each replica takes
   its rows. One device and N replicas see the same z, and a run resumed from a
   checkpoint draws exactly the noise the uninterrupted run would have drawn.
+- Validation (`test_step`) draws new noise for every batch, a pure function of
+  ``(seed, generator step, batch index in this evaluation)``, for the real global
+  batch (summed over replicas: a ragged last batch splits unevenly), and its
+  trackers average over examples, not batches: N replicas report what one
+  device does, whatever the batch sizes.
 - Both optimisers are built in `compile()`, so that their slots exist before any
   checkpoint is written or restored (Keras builds only `model.optimizer` before it
   restores a checkpoint, and an unbuilt optimiser held as an attribute silently
@@ -196,6 +201,11 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        # Validation batches seen in this evaluation (per replica, all equal):
+        # `test_step` draws batch i's noise from it. Not in `metrics` (not
+        # logged, not in the run state); `reset_metrics` zeroes it before each
+        # evaluation.
+        self.validation_batches = keras.metrics.Sum(name="validation_batches")
         # Nothing to build: the sub-models are built. (Keras would otherwise try
         # to build the GAN by calling it on a batch of *images*.)
         self.built = True
@@ -217,6 +227,12 @@ class GAN(keras.Model):
             self.d_real_tracker,
             self.d_fake_tracker,
         ]
+
+    def reset_metrics(self):
+        """Resets the trackers and the validation batch counter (Keras and
+        `apps.loop` call this before every evaluation)."""
+        super().reset_metrics()
+        self.validation_batches.reset_state()
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
@@ -353,29 +369,71 @@ class GAN(keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):
-        """Both losses on held-out real images, without updates (no k split)."""
+        """Both losses on held-out real images, without updates (no k split).
+
+        Batch i of an evaluation gets its own noise, drawn from ``(seed,
+        generator step, i)``: deterministic for a seeded run (and a resumed one,
+        since the counter restarts with every evaluation), and as many distinct
+        z as there are validation images. The global batch is the sum of the
+        replicas' batches, which differ for a ragged last batch (5 rows are 3 + 2
+        on 2 replicas, 1 row is 1 + 0), and the trackers take per-example values:
+        each result is the mean over all validation images, as on one device.
+        """
         images, labels = _unpack(data)
         local_batch = tf.shape(images)[0]
-        replicas = _replicas()
-        global_batch = local_batch * replicas
+        # Collectives and the counter on every replica, even one without rows.
+        global_batch, start = _global_rows(local_batch)
         step = tf.cast(self.g_optimizer.iterations, tf.int64)
-        z = self._noise(global_batch, local_batch, -1 - step)
+        index = tf.cast(tf.convert_to_tensor(self.validation_batches.total), tf.int64)
+        self.validation_batches.update_state(1.0)
+        z = self._noise(
+            global_batch, local_batch, -1 - step, start=start, batch_index=index
+        )
+        # A replica can get no rows of a last batch (1 row on 2 replicas). The
+        # networks are not run on it: on TF 2.21 a CPU convolution can return
+        # its input unchanged for an empty batch, and the next layer then fails
+        # on the wrong depth.
+        outputs = tf.cond(
+            local_batch > 0,
+            lambda: self._validation_outputs(images, labels, z),
+            lambda: (tf.zeros((0,)),) * 4,
+        )
+        d_losses, g_losses, d_real, d_fake = outputs
+        self.d_loss_tracker.update_state(d_losses)
+        self.g_loss_tracker.update_state(g_losses)
+        self.d_real_tracker.update_state(d_real)
+        self.d_fake_tracker.update_state(d_fake)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _validation_outputs(self, images, labels, z):
+        """Per-example ``(B,)`` D loss, G loss, D(x) and D(G(z)) of a batch."""
         fake = self.generator(self._g_inputs(z, labels), training=False)
         real_out = self._discriminate(images, labels, training=False)
         fake_out = self._discriminate(fake, labels, training=False)
-        factor = tf.cast(replicas, tf.float32)
-        self.d_loss_tracker.update_state(
-            self._d_loss(real_out, fake_out, global_batch) * factor
+        per_real, per_fake = self._d_losses(real_out, fake_out)
+        return (
+            _per_row(per_real) + _per_row(per_fake),
+            _per_row(self._g_losses(fake_out)),
+            _row_means(self._as_score(real_out)),
+            _row_means(self._as_score(fake_out)),
         )
-        self.g_loss_tracker.update_state(self._g_loss(fake_out, global_batch) * factor)
-        self.d_real_tracker.update_state(self._as_score(real_out))
-        self.d_fake_tracker.update_state(self._as_score(fake_out))
-        return {metric.name: metric.result() for metric in self.metrics}
 
-    def _noise(self, global_batch, local_batch, counter):
+    def _noise(
+        self, global_batch, local_batch, counter, *, start=None, batch_index=None
+    ):
+        """This replica's rows of the global batch's noise for `counter`.
+
+        `start` is where this replica's rows begin (default: replica id x local
+        batch, right when every replica has the same batch); `batch_index`, if
+        given, is folded into the seed, so that each validation batch of a step
+        draws its own z.
+        """
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(counter, tf.int64)])
+        if batch_index is not None:
+            seed = tf.random.experimental.stateless_fold_in(seed, batch_index)
         z = tf.random.stateless_normal((global_batch, self.latent_dim), seed=seed)
-        start = _replica_id() * local_batch
+        if start is None:
+            start = _replica_id() * local_batch
         return z[start : start + local_batch]
 
     def _g_inputs(self, z, labels):
@@ -385,7 +443,8 @@ class GAN(keras.Model):
         inputs = real if labels is None or not self.conditional else [real, labels]
         return tf.cast(self.discriminator(inputs, training=training), tf.float32)
 
-    def _d_loss(self, real_out, fake_out, global_batch):
+    def _d_losses(self, real_out, fake_out):
+        """D's per-example losses on real and on generated images."""
         real_target = 1.0 - self.label_smoothing
         if self.loss_name == "bce":
             per_real = tf.nn.sigmoid_cross_entropy_with_logits(
@@ -397,18 +456,24 @@ class GAN(keras.Model):
         else:
             per_real = 0.5 * tf.square(real_out - real_target)
             per_fake = 0.5 * tf.square(fake_out)
+        return per_real, per_fake
+
+    def _d_loss(self, real_out, fake_out, global_batch):
+        per_real, per_fake = self._d_losses(real_out, fake_out)
         return _global_mean(per_real, global_batch) + _global_mean(
             per_fake, global_batch
         )
 
-    def _g_loss(self, fake_out, global_batch):
+    def _g_losses(self, fake_out):
+        """G's per-example losses."""
         if self.loss_name == "bce":
-            per_fake = tf.nn.sigmoid_cross_entropy_with_logits(
+            return tf.nn.sigmoid_cross_entropy_with_logits(
                 labels=tf.ones_like(fake_out), logits=fake_out
             )
-        else:
-            per_fake = 0.5 * tf.square(fake_out - 1.0)
-        return _global_mean(per_fake, global_batch)
+        return 0.5 * tf.square(fake_out - 1.0)
+
+    def _g_loss(self, fake_out, global_batch):
+        return _global_mean(self._g_losses(fake_out), global_batch)
 
     def _as_score(self, outputs):
         return tf.sigmoid(outputs) if self.loss_name == "bce" else outputs
@@ -526,10 +591,34 @@ def _replica_id():
     return tf.cast(context.replica_id_in_sync_group, tf.int32)
 
 
+def _global_rows(local_batch):
+    """The global batch and the row where this replica's part of it starts.
+
+    From every replica's local batch size (gathered), not ``local x replicas``:
+    a ragged last batch splits unevenly, earlier replicas taking the extra rows.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local_batch, tf.constant(0, tf.int32)
+    sizes = context.all_gather(tf.reshape(local_batch, (1,)), axis=0)
+    before = tf.range(tf.shape(sizes)[0]) < context.replica_id_in_sync_group
+    return tf.reduce_sum(sizes), tf.reduce_sum(tf.where(before, sizes, 0))
+
+
+def _per_row(per_example):
+    """Per-example losses ``(B, ...)`` summed over all but the batch axis: ``(B,)``."""
+    per_example = tf.reshape(per_example, (tf.shape(per_example)[0], -1))
+    return tf.reduce_sum(per_example, axis=1)
+
+
+def _row_means(values):
+    """``(B, ...)`` to ``(B,)``: the mean over all but the batch axis."""
+    return tf.reduce_mean(tf.reshape(values, (tf.shape(values)[0], -1)), axis=1)
+
+
 def _global_mean(per_example, global_batch):
     """Sum of per-example losses / the global batch (tf.nn.compute_average_loss)."""
-    per_example = tf.reshape(per_example, (tf.shape(per_example)[0], -1))
-    per_example = tf.reduce_sum(per_example, axis=1)
+    per_example = _per_row(per_example)
     return tf.reduce_sum(per_example) / tf.cast(global_batch, per_example.dtype)
 
 

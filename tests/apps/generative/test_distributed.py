@@ -4,13 +4,17 @@ Splitting the CPU must happen before TensorFlow initialises, so the comparison r
 in a subprocess: it builds each GAN once, copies its weights into a copy built under
 MirroredStrategy on 2 logical CPUs, runs one training step on the same global batch
 in both, and prints the largest weight difference. The quality metrics are checked
-the same way (FID/IS/coverage accumulated on 2 replicas vs 1).
+the same way (FID/IS/coverage accumulated on 2 replicas vs 1), and so are the
+validation losses on batches that split unevenly over the replicas.
 """
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 SCRIPT = textwrap.dedent(
     """
@@ -129,14 +133,31 @@ SCRIPT = textwrap.dedent(
             }
         )
     results["metrics"] = direct
+
+    # Validation with ragged batches: 5 rows and 1, on 2 replicas 3 + 2 and 1 + 0.
+    # The conditional GAN: its fakes pair each replica's labels with its z rows.
+    from apps.loop import DistributedLoop
+
+    validation = tf.data.Dataset.from_tensor_slices((images[:6], labels[:6])).batch(5)
+    reference, copy = pairs["cdcgan"]
+    copy.set_weights(reference.get_weights())
+    try:  # an error here is this check's failure, not the whole script's
+        results["validation"] = [
+            DistributedLoop(gan, strategy).evaluate(validation)
+            for gan, strategy in ((reference, single), (copy, mirrored))
+        ]
+    except Exception as error:
+        results["validation"] = f"{type(error).__name__}: {error}"[:2000]
     print("RESULTS " + json.dumps(results))
     """
 )
 
 
-def test_two_replicas_take_the_same_first_step_as_one(tmp_path):
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """The script's results, from one subprocess for the tests of this module."""
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", SCRIPT, str(tmp_path_factory.mktemp("classifier"))],
         capture_output=True,
         text=True,
         timeout=300,
@@ -145,7 +166,10 @@ def test_two_replicas_take_the_same_first_step_as_one(tmp_path):
     line = next(
         line for line in done.stdout.splitlines() if line.startswith("RESULTS ")
     )
-    results = json.loads(line.removeprefix("RESULTS "))
+    return json.loads(line.removeprefix("RESULTS "))
+
+
+def test_two_replicas_take_the_same_first_step_as_one(results):
     for name in ("dcgan", "cdcgan"):
         result = results[name]
         assert result["replicas"] == 2
@@ -161,3 +185,15 @@ def test_two_replicas_take_the_same_first_step_as_one(tmp_path):
     varied = results["metrics"][0]
     assert sum(share > 0 for share in varied["class_shares"]) >= 5
     assert varied["fid"] > 1.0 and varied["inception_score"] > 2.0
+
+
+def test_ragged_validation_batches_give_the_losses_of_one_device(results):
+    """Validation batches split unevenly over 2 replicas (3 + 2 and 1 + 0 rows):
+    the global batch is the sum of the replicas' rows (each replica takes its own
+    rows of the global noise), and the trackers average over examples."""
+    assert isinstance(results["validation"], list), results["validation"]
+    one, two = results["validation"]
+    assert set(one) == {"d_loss", "g_loss", "d_real", "d_fake"}, one
+    for key, value in one.items():
+        assert math.isfinite(two[key]), (key, two)
+        assert abs(two[key] - value) < 1e-5 * max(1.0, abs(value)), (key, one, two)

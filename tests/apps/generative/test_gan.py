@@ -307,3 +307,63 @@ def test_optimizer_pair_scales_the_discriminator_rate():
     pair.learning_rate = 2e-4
     assert float(model.g_optimizer.learning_rate) == pytest.approx(2e-4)
     assert float(model.d_optimizer.learning_rate) == pytest.approx(8e-4)
+
+
+def _recording_fakes(model):
+    """Records the images `test_step` gives the discriminator as fakes (every
+    second call: real, then fake)."""
+    calls = []
+    original = model._discriminate
+
+    def recording(images, labels, training=True):
+        calls.append(np.asarray(images))
+        return original(images, labels, training)
+
+    model._discriminate = recording
+    return calls
+
+
+def test_each_validation_batch_gets_its_own_noise():
+    """Three validation batches: three different sets of fakes (the counter used to
+    depend on the generator step alone), and the same three in a second
+    evaluation of the same model (seeded, so a resumed run validates alike)."""
+    model = _tiny_gan()
+    model.compile(run_eagerly=True)
+    calls = _recording_fakes(model)
+    images, labels = _images(12), (np.arange(12) % 10).astype("int64")
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    first = model.evaluate(data, verbose=0, return_dict=True)
+    fakes = calls[1::2]
+    assert len(fakes) == 3
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert not np.allclose(fakes[a], fakes[b]), (a, b)
+    calls.clear()
+    second = model.evaluate(data, verbose=0, return_dict=True)
+    for old, new in zip(fakes, calls[1::2], strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert second == first
+
+
+def test_validation_losses_are_means_over_examples_not_batches():
+    """Batches of 4, 4 and 2: each figure is the mean over the 10 images."""
+    model = _tiny_gan()
+    model.compile(run_eagerly=True)
+    calls = _recording_fakes(model)
+    images = _images(10)
+    data = tf.data.Dataset.from_tensor_slices((images, np.zeros(10, "int64")))
+    result = model.evaluate(data.batch(4), verbose=0, return_dict=True)
+    real = np.asarray(model.discriminator(images, training=False), "float64")
+    fakes = np.concatenate(calls[1::2])
+    fake = np.asarray(model.discriminator(fakes, training=False), "float64")
+
+    def bce(target, logits):
+        return np.logaddexp(0, logits) - target * logits
+
+    expected = {
+        "d_loss": np.mean(bce(1, real) + bce(0, fake)),
+        "g_loss": np.mean(bce(1, fake)),
+        "d_real": np.mean(1 / (1 + np.exp(-real))),
+        "d_fake": np.mean(1 / (1 + np.exp(-fake))),
+    }
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, rel=1e-5), key
