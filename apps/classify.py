@@ -14,7 +14,7 @@ and accuracy measured):
 
 Re-running an interrupted `train` with the same --output resumes it. Exit codes:
 0 done, 1 a failure during the work (e.g. a NaN loss, an unreadable image),
-2 bad arguments or input (nothing was started).
+2 bad arguments or input (nothing was started), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from apps.cli import (
     UsageError,
     bad_input,
     check_builder_options,
-    finished_run,
+    interrupted,
     model_options,
 )
 
@@ -220,21 +220,23 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 # train
 
 
 def train(args) -> int:
-    """Parse -> options -> strategy -> data -> model -> fit -> report."""
+    """Check -> options -> strategy -> model -> lock -> data -> fit -> report."""
     import apps
-    from apps import data, reports, training
+    from apps import data, reports, runs, training
 
     started = time.perf_counter()
     run_dir = Path(args.output)
-    if finished_run(run_dir, args.overwrite):
-        return 0
+    run = runs.RunDirectory(run_dir, "apps.classify train", args.model, args.dataset)
     with bad_input():  # every check before any training starts
+        kind = run.check(args.overwrite)
         options = _train_options(args)
         info = apps.registry.get_model_info(args.model)
         builder_options = _builder_options(info, args)
@@ -259,61 +261,68 @@ def train(args) -> int:
             training.compile_classifier(model, options, info.loss_weights)
         _note_unused_recalibration(args, model)
 
-    global_batch = options.batch_size * training.replicas(strategy)
-    train_ds, val_ds, test_ds, steps = _datasets(
-        args, spec, global_batch, augment, model
-    )
-    options.steps_per_epoch = steps
-    chief = training.is_chief(strategy)
-    if chief:  # multi-worker: only the chief writes the run directory
-        run_dir.mkdir(parents=True, exist_ok=True)
-        training.write_json(run_dir / PREPROCESSING_FILE, spec)
-        training.write_json(
-            run_dir / "run.json",
-            {
-                "command": "apps.classify train",
-                "arguments": vars(args),
-                "options": dataclasses.asdict(options),
-                "versions": training.versions(),
-                "strategy": type(strategy).__name__,
-                "replicas": training.replicas(strategy),
-            },
-        )
-    _, throughput = training.fit(
-        model, train_ds, val_ds, run_dir, options, strategy=strategy
-    )
-    if not chief:
-        print("worker done; the chief writes the run directory.")
+    if kind == "finished":
+        run.say_finished()
         return 0
+    chief = training.is_chief(strategy)
+    if chief:  # multi-worker: only the chief writes (and locks) the run directory
+        run.open(replace=kind == "replace")
+    try:
+        global_batch = options.batch_size * training.replicas(strategy)
+        train_ds, val_ds, test_ds, steps = _datasets(
+            args, spec, global_batch, augment, model
+        )
+        options.steps_per_epoch = steps
+        if chief:
+            training.write_json(run_dir / PREPROCESSING_FILE, spec)
+            training.write_json(
+                run_dir / "run.json",
+                {
+                    "command": "apps.classify train",
+                    "arguments": vars(args),
+                    "options": dataclasses.asdict(options),
+                    "versions": training.versions(),
+                    "strategy": type(strategy).__name__,
+                    "replicas": training.replicas(strategy),
+                },
+            )
+        _, throughput = training.fit(
+            model, train_ds, val_ds, run_dir, options, strategy=strategy
+        )
+        if not chief:
+            print("worker done; the chief writes the run directory.")
+            return 0
 
-    results = _test(model, test_ds, spec["class_names"], run_dir)
-    history = training.read_history(run_dir)
-    reports.plot_learning_curves(history, run_dir / "learning_curves.png")
-    metrics = {
-        **results,
-        "epochs": len(history.get("loss", [])),
-        "batch_size": options.batch_size,
-        "global_batch_size": global_batch,
-        "replicas": training.replicas(strategy),
-        "images_per_second": throughput.images_per_second,
-        "wall_seconds": time.perf_counter() - started,
-        "model": args.model,
-        "dataset": dataset_info.name,
-        "parameters": model.count_params(),
-        "final": {key: values[-1] for key, values in history.items()},
-        "arguments": vars(args),
-        "versions": training.versions(),
-    }
-    training.write_json(run_dir / "metrics.json", metrics)
-    print(
-        f"{args.model} on {dataset_info.name}: test accuracy "
-        f"{results['test_accuracy']:.2%} (top-5 {results['test_top5']:.2%}), "
-        f"{metrics['epochs']} epochs, "
-        f"{metrics['images_per_second'] or 0:,.0f} images/s "
-        f"on {metrics['replicas']} replica(s), {metrics['wall_seconds']:.0f} s. "
-        f"Run directory: {run_dir}"
-    )
-    return 0
+        results = _test(model, test_ds, spec["class_names"], run_dir)
+        history = training.read_history(run_dir)
+        reports.plot_learning_curves(history, run_dir / "learning_curves.png")
+        metrics = {
+            **results,
+            "epochs": len(history.get("loss", [])),
+            "batch_size": options.batch_size,
+            "global_batch_size": global_batch,
+            "replicas": training.replicas(strategy),
+            "images_per_second": throughput.images_per_second,
+            "wall_seconds": time.perf_counter() - started,
+            "model": args.model,
+            "dataset": dataset_info.name,
+            "parameters": model.count_params(),
+            "final": {key: values[-1] for key, values in history.items()},
+            "arguments": vars(args),
+            "versions": training.versions(),
+        }
+        training.write_json(run_dir / "metrics.json", metrics)
+        print(
+            f"{args.model} on {dataset_info.name}: test accuracy "
+            f"{results['test_accuracy']:.2%} (top-5 {results['test_top5']:.2%}), "
+            f"{metrics['epochs']} epochs, "
+            f"{metrics['images_per_second'] or 0:,.0f} images/s "
+            f"on {metrics['replicas']} replica(s), {metrics['wall_seconds']:.0f} s. "
+            f"Run directory: {run_dir}"
+        )
+        return 0
+    finally:
+        run.close()
 
 
 def _train_options(args):

@@ -1,12 +1,11 @@
 """What the command lines share: bad-input errors, builder options from flags, and
-the finished-run check of every `train`."""
+the Ctrl-C message."""
 
 from __future__ import annotations
 
 import ast
 import contextlib
 import inspect
-from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -24,15 +23,18 @@ def bad_input():
         raise UsageError(str(error)) from error
 
 
-def finished_run(run_dir, overwrite: bool) -> bool:
-    """Whether `run_dir` holds a finished run (metrics.json) to keep; says so."""
-    if overwrite or not (Path(run_dir) / "metrics.json").exists():
-        return False
-    print(
-        f"{run_dir} holds a finished run (metrics.json); nothing to do. "
-        "Pass --overwrite to train again, or choose another --output."
-    )
-    return True
+INTERRUPTED = (
+    "interrupted. A train command continues from its last saved state when the "
+    "same command is run again."
+)
+
+
+def interrupted() -> int:
+    """What every command does on Ctrl-C: one line (no traceback), exit 130."""
+    import sys
+
+    print(INTERRUPTED, file=sys.stderr)
+    return 130
 
 
 def model_options(items) -> dict:

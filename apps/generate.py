@@ -29,7 +29,7 @@ step. Re-running an interrupted `train` with the same --output resumes it exactl
 Models: `dcgan` (Radford et al. 2016; `--attention` adds SAGAN self-attention),
 `cdcgan` (class-conditional; `sample --class C`), `mlp_gan` (Goodfellow et al.
 2014). Exit codes: 0 done, 1 a failure during the work (e.g. a NaN loss), 2 bad
-arguments or input (nothing was started).
+arguments or input (nothing was started), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import inspect
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ from apps.cli import (
     UsageError,
     bad_input,
     check_builder_options,
-    finished_run,
+    interrupted,
     model_options,
 )
 
@@ -59,16 +58,6 @@ DEFAULT_BETA_1 = 0.5
 QUALITY_FILE = "quality.json"
 BEST_MONITOR = "fid"  # best.keras: the lowest FID (the lowest g_loss without quality)
 SAMPLES_DIR = "samples"
-# What a run directory holds; --overwrite removes these and nothing else.
-RUN_FILES = (
-    "metrics.json",
-    "history.csv",
-    QUALITY_FILE,
-    "run.json",
-    "model.keras",
-    "best.keras",
-)
-RUN_DIRS = ("state", SAMPLES_DIR, "tensorboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +230,8 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 # train
@@ -251,14 +242,14 @@ def train(args) -> int:
 
     import apps
     import apps.generative  # noqa: F401  (registers the GANs)
-    from apps import data, training
+    from apps import data, runs, training
     from apps.generative import callbacks, quality
 
     started = time.perf_counter()
     run_dir = Path(args.output)
-    if finished_run(run_dir, args.overwrite):
-        return 0
+    run = runs.RunDirectory(run_dir, "apps.generate train", args.model, args.dataset)
     with bad_input():  # every check before any training starts
+        kind = run.check(args.overwrite)
         _check_train_args(args)
         info = apps.get_model_info(args.model)
         if info.task != TASK:
@@ -271,9 +262,7 @@ def train(args) -> int:
         builder_options = _builder_options(info, args, dataset_info)
         image_shape = _image_shape(args, dataset_info, info)
         classifier_path = _check_classifier_path(args)
-        if args.overwrite:
-            clear_run(run_dir)
-        seed = resolve_seed(args.seed, run_dir)
+        seed = resolve_seed(args.seed, run_dir if kind == "resume" else None)
         strategy = training.setup(options)
         with strategy.scope():
             gan = apps.build(
@@ -281,103 +270,112 @@ def train(args) -> int:
             )
             gan.compile(**_compile_options(args))
 
-    chief = training.is_chief(strategy)
-    global_batch = options.batch_size * training.replicas(strategy)
-    with bad_input():  # e.g. a batch larger than the dataset
-        stream, steps = training_stream(
-            args.dataset,
-            image_shape,
-            global_batch=global_batch,
-            d_steps=args.d_steps,
-            seed=seed,
-            steps_per_epoch=args.steps_per_epoch,
-        )
-    options.steps_per_epoch = steps
-    monitors = []
-    if chief:
-        monitors.append(
-            callbacks.SampleGrid(run_dir / SAMPLES_DIR, n=args.samples, seed=seed)
-        )
-    if args.quality_samples:
-        if classifier_path is None:
-            classifier_path = quality.ensure_classifier(
-                dataset_info.name if _is_tfds(args.dataset) else args.dataset,
-                epochs=args.classifier_epochs,
-            )
-        with bad_input():  # e.g. a classifier whose output is not a Dense layer's
-            evaluator = quality.QualityEvaluator(
-                classifier_path,
-                quality.real_reference(args.dataset, image_shape, args.quality_samples),
-                samples=args.quality_samples,
-                seed=seed,
-                strategy=strategy,
-            )
-        monitors.append(  # every worker measures (collective ops); the chief writes
-            callbacks.QualityMonitor(
-                evaluator,
-                run_dir / QUALITY_FILE if chief else None,
-                every=args.quality_every,
-            )
-        )
-    if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        training.write_json(
-            run_dir / "run.json",
-            {
-                "command": "apps.generate train",
-                "arguments": vars(args),
-                "seed": seed,
-                "image_shape": list(image_shape),
-                "quality_classifier": None
-                if not args.quality_samples
-                else str(classifier_path),
-                "versions": training.versions(),
-                "strategy": type(strategy).__name__,
-                "replicas": training.replicas(strategy),
-            },
-        )
-    _, throughput = training.fit(
-        gan,
-        stream,
-        None,
-        run_dir,
-        options,
-        strategy=strategy,
-        extra_callbacks=monitors,  # run first: the core's best checkpoint sees `fid`
-        monitor=BEST_MONITOR if args.quality_samples else "g_loss",
-    )
-    if not chief:
-        print("worker done; the chief writes the run directory.")
+    if kind == "finished":
+        run.say_finished()
         return 0
+    chief = training.is_chief(strategy)
+    if chief:  # multi-worker: only the chief writes (and locks) the run directory
+        run.open(replace=kind == "replace")
+    try:
+        global_batch = options.batch_size * training.replicas(strategy)
+        with bad_input():  # e.g. a batch larger than the dataset
+            stream, steps = training_stream(
+                args.dataset,
+                image_shape,
+                global_batch=global_batch,
+                d_steps=args.d_steps,
+                seed=seed,
+                steps_per_epoch=args.steps_per_epoch,
+            )
+        options.steps_per_epoch = steps
+        monitors = []
+        if chief:
+            monitors.append(
+                callbacks.SampleGrid(run_dir / SAMPLES_DIR, n=args.samples, seed=seed)
+            )
+        if args.quality_samples:
+            if classifier_path is None:
+                classifier_path = quality.ensure_classifier(
+                    dataset_info.name if _is_tfds(args.dataset) else args.dataset,
+                    epochs=args.classifier_epochs,
+                )
+            with bad_input():  # e.g. a classifier whose output is not a Dense layer's
+                evaluator = quality.QualityEvaluator(
+                    classifier_path,
+                    quality.real_reference(
+                        args.dataset, image_shape, args.quality_samples
+                    ),
+                    samples=args.quality_samples,
+                    seed=seed,
+                    strategy=strategy,
+                )
+            monitors.append(  # every worker measures (collective ops); the chief writes
+                callbacks.QualityMonitor(
+                    evaluator,
+                    run_dir / QUALITY_FILE if chief else None,
+                    every=args.quality_every,
+                )
+            )
+        if chief:
+            training.write_json(
+                run_dir / "run.json",
+                {
+                    "command": "apps.generate train",
+                    "arguments": vars(args),
+                    "seed": seed,
+                    "image_shape": list(image_shape),
+                    "quality_classifier": None
+                    if not args.quality_samples
+                    else str(classifier_path),
+                    "versions": training.versions(),
+                    "strategy": type(strategy).__name__,
+                    "replicas": training.replicas(strategy),
+                },
+            )
+        _, throughput = training.fit(
+            gan,
+            stream,
+            None,
+            run_dir,
+            options,
+            strategy=strategy,
+            extra_callbacks=monitors,  # first: the best checkpoint sees `fid`
+            monitor=BEST_MONITOR if args.quality_samples else "g_loss",
+        )
+        if not chief:
+            print("worker done; the chief writes the run directory.")
+            return 0
 
-    metrics = summarise_run(run_dir, gan, args, throughput)
-    metrics.update(
-        {
-            "steps_per_epoch": steps,
-            "batch_size": options.batch_size,
-            "global_batch_size": global_batch,
-            "images_per_step": global_batch * args.d_steps,
-            "replicas": training.replicas(strategy),
-            "wall_seconds": time.perf_counter() - started,
-            "model": args.model,
-            "dataset": dataset_info.name,
-            "image_shape": list(image_shape),
-            "seed": seed,
-            "arguments": vars(args),
-            "versions": training.versions(),
-        }
-    )
-    training.write_json(run_dir / "metrics.json", metrics)
-    fid = metrics.get("fid")
-    print(
-        f"{args.model} on {dataset_info.name}: {metrics['epochs']} epochs, d_loss "
-        f"{metrics['d_loss']:.4f}, g_loss {metrics['g_loss']:.4f}"
-        + (f", FID {fid:.3f}" if fid is not None else "")
-        + f", {metrics['images_per_second'] or 0:,.0f} images/s on "
-        f"{metrics['replicas']} replica(s), {metrics['wall_seconds']:.0f} s. "
-        f"Run directory: {run_dir}"
-    )
-    return 0
+        metrics = summarise_run(run_dir, gan, args, throughput)
+        metrics.update(
+            {
+                "steps_per_epoch": steps,
+                "batch_size": options.batch_size,
+                "global_batch_size": global_batch,
+                "images_per_step": global_batch * args.d_steps,
+                "replicas": training.replicas(strategy),
+                "wall_seconds": time.perf_counter() - started,
+                "model": args.model,
+                "dataset": dataset_info.name,
+                "image_shape": list(image_shape),
+                "seed": seed,
+                "arguments": vars(args),
+                "versions": training.versions(),
+            }
+        )
+        training.write_json(run_dir / "metrics.json", metrics)
+        fid = metrics.get("fid")
+        print(
+            f"{args.model} on {dataset_info.name}: {metrics['epochs']} epochs, d_loss "
+            f"{metrics['d_loss']:.4f}, g_loss {metrics['g_loss']:.4f}"
+            + (f", FID {fid:.3f}" if fid is not None else "")
+            + f", {metrics['images_per_second'] or 0:,.0f} images/s on "
+            f"{metrics['replicas']} replica(s), {metrics['wall_seconds']:.0f} s. "
+            f"Run directory: {run_dir}"
+        )
+        return 0
+    finally:
+        run.close()
 
 
 def _check_train_args(args):
@@ -504,8 +502,8 @@ def resolve_seed(seed, run_dir) -> int:
     """
     if seed is not None:
         return int(seed)
-    recorded = Path(run_dir) / "run.json"
-    if recorded.is_file():
+    recorded = Path(run_dir or "") / "run.json"
+    if run_dir is not None and recorded.is_file():
         try:
             previous = json.loads(recorded.read_text()).get("seed")
         except (OSError, ValueError):
@@ -513,15 +511,6 @@ def resolve_seed(seed, run_dir) -> int:
         if isinstance(previous, int):
             return previous
     return random.randrange(2**31 - 1)
-
-
-def clear_run(run_dir) -> None:
-    """Removes what a previous run left in `run_dir` (our files only)."""
-    run_dir = Path(run_dir)
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for name in RUN_DIRS:
-        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def training_stream(

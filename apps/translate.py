@@ -33,7 +33,7 @@ atomic, with TF Serving warm-up requests): one signature, ``serving_default``, f
 check that the output's numbers appear in the text is ``translate``'s only.
 
 Exit codes: 0 done, 1 some input refused or training failed (e.g. a NaN loss),
-2 bad arguments (nothing was started).
+2 bad arguments (nothing was started), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from apps.cli import (
     UsageError,
     bad_input,
     check_builder_options,
-    finished_run,
+    interrupted,
     model_options,
 )
 
@@ -211,6 +211,8 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 # train
@@ -223,13 +225,13 @@ def train(args, extra_callbacks=()) -> int:
     """
     import apps
     import apps.sequence  # noqa: F401  (registers the translators)
-    from apps import reports, training
+    from apps import reports, runs, training
 
     started = time.perf_counter()
     run_dir = Path(args.output)
-    if finished_run(run_dir, args.overwrite):
-        return 0
+    run = runs.RunDirectory(run_dir, "apps.translate train", args.model, None)
     with bad_input():  # every check before any training starts
+        kind = run.check(args.overwrite)
         options = training.TrainOptions(
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
@@ -266,64 +268,71 @@ def train(args, extra_callbacks=()) -> int:
             model = apps.build(args.model, **builder_options)
             compile_translator(model, options, label_smoothing=args.label_smoothing)
 
-    global_batch = options.batch_size * training.replicas(strategy)
-    train_stream, validation_ds = _datasets(args, model, global_batch)
-    chief = training.is_chief(strategy)
-    if chief:  # multi-worker: only the chief writes the run directory
-        run_dir.mkdir(parents=True, exist_ok=True)
-        training.write_json(
-            run_dir / "run.json",
-            {
-                "command": "apps.translate train",
-                "arguments": vars(args),
-                "versions": training.versions(),
-                "strategy": type(strategy).__name__,
-                "replicas": training.replicas(strategy),
-                "load_average": os.getloadavg(),
-            },
-        )
-    _, throughput = training.fit(
-        model,
-        train_stream,
-        validation_ds,
-        run_dir,
-        options,
-        strategy=strategy,
-        extra_callbacks=extra_callbacks,
-    )
-    if not chief:
-        print("worker done; the chief writes the run directory.")
+    if kind == "finished":
+        run.say_finished()
         return 0
-    trained_seconds = time.perf_counter() - started
+    chief = training.is_chief(strategy)
+    if chief:  # multi-worker: only the chief writes (and locks) the run directory
+        run.open(replace=kind == "replace")
+    try:
+        global_batch = options.batch_size * training.replicas(strategy)
+        train_stream, validation_ds = _datasets(args, model, global_batch)
+        if chief:
+            training.write_json(
+                run_dir / "run.json",
+                {
+                    "command": "apps.translate train",
+                    "arguments": vars(args),
+                    "versions": training.versions(),
+                    "strategy": type(strategy).__name__,
+                    "replicas": training.replicas(strategy),
+                    "load_average": os.getloadavg(),
+                },
+            )
+        _, throughput = training.fit(
+            model,
+            train_stream,
+            validation_ds,
+            run_dir,
+            options,
+            strategy=strategy,
+            extra_callbacks=extra_callbacks,
+        )
+        if not chief:
+            print("worker done; the chief writes the run directory.")
+            return 0
+        trained_seconds = time.perf_counter() - started
 
-    results = test(model, args.test_examples, args.seed)
-    history = training.read_history(run_dir)
-    reports.plot_learning_curves(history, run_dir / "learning_curves.png")
-    plot_attention(model, SAMPLE_TEXT, run_dir / ATTENTION_FILE)
-    metrics = {
-        **results,
-        "epochs": len(history.get("loss", [])),
-        "batch_size": options.batch_size,
-        "global_batch_size": global_batch,
-        "replicas": training.replicas(strategy),
-        "examples_per_second": throughput.images_per_second,
-        "train_seconds": trained_seconds,
-        "wall_seconds": time.perf_counter() - started,
-        "load_average": os.getloadavg(),
-        "model": args.model,
-        "parameters": model.count_params(),
-        "final": {key: values[-1] for key, values in history.items()},
-        "arguments": vars(args),
-        "versions": training.versions(),
-    }
-    training.write_json(run_dir / "metrics.json", metrics)
-    print(
-        f"{args.model}: exact match {results['test_exact_match']:.2%} on "
-        f"{results['test_examples']} held-out dates, {metrics['epochs']} epochs, "
-        f"{metrics['examples_per_second'] or 0:,.0f} examples/s, "
-        f"{metrics['wall_seconds']:.0f} s. Run directory: {run_dir}"
-    )
-    return 0
+        results = test(model, args.test_examples, args.seed)
+        history = training.read_history(run_dir)
+        reports.plot_learning_curves(history, run_dir / "learning_curves.png")
+        plot_attention(model, SAMPLE_TEXT, run_dir / ATTENTION_FILE)
+        metrics = {
+            **results,
+            "epochs": len(history.get("loss", [])),
+            "batch_size": options.batch_size,
+            "global_batch_size": global_batch,
+            "replicas": training.replicas(strategy),
+            "examples_per_second": throughput.images_per_second,
+            "train_seconds": trained_seconds,
+            "wall_seconds": time.perf_counter() - started,
+            "load_average": os.getloadavg(),
+            "model": args.model,
+            "parameters": model.count_params(),
+            "final": {key: values[-1] for key, values in history.items()},
+            "arguments": vars(args),
+            "versions": training.versions(),
+        }
+        training.write_json(run_dir / "metrics.json", metrics)
+        print(
+            f"{args.model}: exact match {results['test_exact_match']:.2%} on "
+            f"{results['test_examples']} held-out dates, {metrics['epochs']} epochs, "
+            f"{metrics['examples_per_second'] or 0:,.0f} examples/s, "
+            f"{metrics['wall_seconds']:.0f} s. Run directory: {run_dir}"
+        )
+        return 0
+    finally:
+        run.close()
 
 
 def compile_translator(model, options, label_smoothing=0.0):

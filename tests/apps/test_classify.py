@@ -300,3 +300,75 @@ def test_bad_batch_norm_arguments_fail_before_training(
     assert classify.main([*argv, "--output", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_users_folder_as_output_is_refused_untouched(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "state").mkdir(parents=True)
+    for name in ("notes.txt", "model.keras", "history.csv", "state/keep.txt"):
+        (mine / name).write_text("the user's")
+    assert _train(mine) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.rglob("*")) == sorted(
+        ["state", "notes.txt", "model.keras", "history.csv", "keep.txt"]
+    )
+    assert all(
+        (mine / name).read_text() == "the user's"
+        for name in ("notes.txt", "model.keras", "history.csv", "state/keep.txt")
+    )
+
+
+def test_another_model_on_a_run_directory_is_refused(trained_run, tmp_path, capsys):
+    import shutil
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(trained_run, unfinished)
+    (unfinished / "metrics.json").unlink()  # as if interrupted
+    argv = ["train", "--model", "mlp", "--dataset", "fashion_mnist", *TINY]
+    assert classify.main([*argv, "--output", str(unfinished)]) == 2
+    assert "holds a run of lenet5 on fashion_mnist" in capsys.readouterr().err
+
+
+def test_overwrite_with_a_bad_option_keeps_the_old_run(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "metrics.json").read_bytes()
+    assert _train(run, "--overwrite", "--model-option", "kernel=7") == 2
+    assert (run / "metrics.json").read_bytes() == before
+
+
+def test_overwrite_replaces_the_run_without_appending(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "notes-of-the-old-run.txt").write_text("old")
+    assert _train(run, "--overwrite", "--epochs", "1") == 0
+    assert not (run / "notes-of-the-old-run.txt").exists()
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[0].startswith("epoch")  # header + 1 epoch
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_second_train_on_a_busy_directory_fails_at_once(tmp_path, capsys):
+    from apps import runs
+
+    busy = runs.RunDirectory(tmp_path / "run", "apps.classify train", "lenet5", None)
+    busy.open()
+    try:
+        assert _train(tmp_path / "run") == 2
+    finally:
+        busy.close()
+    assert "is in use by pid" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(monkeypatch, tmp_path, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify, "train", interrupted)
+    assert _train(tmp_path / "run") == 130
+    err = capsys.readouterr().err
+    assert "continues from its last saved state" in err and "Traceback" not in err
