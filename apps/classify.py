@@ -374,12 +374,24 @@ def _builder_options(info, args) -> dict:
 def preprocessing_spec(dataset_info, model_info, image_size=None) -> dict:
     """What a model expects of an image (preprocessing.json, beside the model, for
     `predict` and `export`): the dataset's image size unless `image_size` (H, W) is
-    given, the model's default input for datasets of mixed sizes."""
+    given, the model's default input for datasets of mixed sizes.
+
+    An image folder's size is its most common image size and its channels 1 when
+    every image is grey (`apps.data.folders`); images larger than the model's
+    default input (or than its minimum, if that is larger: LeNet-5's 32x32) are
+    brought down to that size: photos of 4000x3000 pixels would make any network
+    crawl.
+    """
     height, width, channels = dataset_info.image_shape
+    default = model_info.default_input_shape or (224, 224, 3)
     if image_size:
         height, width = image_size
+    elif dataset_info.source == "folder" and height is not None and width is not None:
+        smallest = model_info.min_input_size or 0
+        largest = (max(default[0], smallest), max(default[1], smallest))
+        if height > largest[0] or width > largest[1]:
+            height, width = largest
     if height is None or width is None:
-        default = model_info.default_input_shape or (224, 224, 3)
         height, width = default[:2]
     return {
         "input_shape": [int(height), int(width), int(channels)],
@@ -400,13 +412,26 @@ def _datasets(args, spec, global_batch, augment, model):
         "channels": spec["channels"],
         "seed": args.seed,
     }
-    percent = round(100 * (1 - args.validation_split))
-    train_split = f"train[:{percent}%]" if args.validation_split else "train"
+    folder, saved = None, False
+    if data.folders.is_folder(args.dataset):
+        folder, saved = _folder_split(args, spec)
+        train_examples = folder.dataset("train")
+        held_out = folder.dataset("validation") if folder.files["validation"] else None
+        test_examples = folder.dataset("test")
+        global_batch = _folder_batch(folder, global_batch, model)
+    else:
+        percent = round(100 * (1 - args.validation_split))
+        train_split = f"train[:{percent}%]" if args.validation_split else "train"
+        train_examples = data.load(args.dataset, train_split)
+        held_out = None
+        if args.validation_split:
+            held_out = data.load(args.dataset, f"train[{percent}%:]")
+        test_examples = data.load(args.dataset, "test")
     limit = args.eval_steps * global_batch if args.eval_steps else -1
-    train_examples = data.load(args.dataset, train_split)
-    natural_steps = data.images.epoch_steps(
-        data.images.count_examples(train_examples), global_batch
-    )
+    with bad_input():  # fewer examples than one batch
+        natural_steps = data.images.epoch_steps(
+            data.images.count_examples(train_examples), global_batch
+        )
     steps = args.steps_per_epoch or natural_steps
 
     def train(start_epoch):  # the stream from any epoch on, for exact resumption
@@ -421,19 +446,82 @@ def _datasets(args, spec, global_batch, augment, model):
         return training.labels_for_outputs(stream, model)
 
     validation = None
-    if args.validation_split:
-        held_out = data.load(args.dataset, f"train[{percent}%:]").take(limit)
-        validation = data.pipeline(held_out, batch_size=global_batch, **common)
+    if held_out is not None:
+        validation = data.pipeline(
+            held_out.take(limit), batch_size=global_batch, **common
+        )
     test = data.pipeline(
-        data.load(args.dataset, "test").take(limit),
+        test_examples.take(limit),
         batch_size=global_batch,
         cache=False,
         **common,
     )
     validation = training.labels_for_outputs(validation, model) if validation else None
+    if folder is not None:
+        _save_folder_split(folder, saved, Path(args.output), model)
     # Resuming at an epoch means resuming at a data epoch only when the two agree;
     # otherwise the loop skips ahead in the one stream.
     return train if steps == natural_steps else train(0), validation, test, steps
+
+
+def _folder_split(args, spec):
+    """The run's split of an image folder: its split.json when resuming, else a new
+    stratified one (seed `folders.SPLIT_SEED`, the same for every run on the
+    folder); printed with its sizes."""
+    from apps import data, training
+
+    run_dir = Path(args.output)
+    try:
+        folder, saved = data.folders.saved_or_new_split(
+            args.dataset,
+            run_dir,
+            validation_fraction=args.validation_split,
+            reuse=not args.overwrite,
+        )
+    except data.UnreadableImagesError as error:  # a bad file: exit code 1
+        raise training.TrainingError(str(error)) from None
+    print(folder.summary())
+    height, width, _ = folder.image_shape
+    if [height, width] != list(spec["input_shape"][:2]):
+        print(
+            f"note: images are brought to {spec['input_shape'][0]}x"
+            f"{spec['input_shape'][1]}, {args.model}'s input (--image-size H W "
+            "sets it).",
+            file=sys.stderr,
+        )
+    for note in folder.notes:
+        print(f"note: {note}.", file=sys.stderr)
+    return folder, saved
+
+
+def _save_folder_split(folder, saved, run_dir, model):
+    """Writes split.json (chief only), last, once every check has passed."""
+    from apps import data, training
+
+    path = run_dir / data.folders.SPLIT_FILE
+    if saved:
+        print(f"split read from {path}")
+        return
+    if training.is_chief(model.distribute_strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        training.write_json(path, folder.to_json())
+        print(f"split saved in {path}")
+
+
+def _folder_batch(folder, global_batch, model) -> int:
+    """A global batch the training split fills: a folder may hold fewer images."""
+    from apps import data, training
+
+    count = len(folder.files["train"])
+    replicas = training.replicas(model.distribute_strategy)
+    batch = data.folders.fitting_batch(count, global_batch, replicas)
+    if batch != global_batch:
+        print(
+            f"note: the training split has {count} images, fewer than one batch of "
+            f"{global_batch}: training with batches of {batch}.",
+            file=sys.stderr,
+        )
+    return batch
 
 
 def _test(model, test_ds, class_names, run_dir) -> dict:
@@ -535,7 +623,14 @@ def evaluate(args) -> int:
         raise UsageError(f"--tta must be one of {TTA_MODES}. Received: {args.tta!r}")
     model, spec = load_classifier(args.model_path)
     with bad_input():
-        dataset = data.load(args.dataset, args.split)
+        if data.folders.is_folder(args.dataset):
+            try:
+                dataset = _evaluation_folder(args, spec)
+            except data.UnreadableImagesError as error:  # a bad file: exit code 1
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+        else:
+            dataset = data.load(args.dataset, args.split)
     batches = data.pipeline(
         dataset,
         batch_size=args.batch_size,
@@ -561,6 +656,54 @@ def evaluate(args) -> int:
         )
     )
     return 0
+
+
+def _evaluation_folder(args, spec):
+    """The `--split` examples of an image folder: the split the model was trained
+    with (split.json beside it) when the folder is that run's, else the folder's
+    default split, which every train run on a folder starts from."""
+    from apps import data
+
+    folders = data.folders
+    if args.split not in folders.SPLITS:
+        raise UsageError(
+            f"--split must be one of {list(folders.SPLITS)} for an image folder. "
+            f"Received: {args.split!r}"
+        )
+    path = Path(args.model_path).parent / folders.SPLIT_FILE
+    saved_root = folders.split_root(path) if path.is_file() else None
+    # A damaged split.json is read, to say so, rather than silently replaced.
+    same_folder = path.is_file() and saved_root in (None, Path(args.dataset).resolve())
+    if path.is_file() and not same_folder:
+        why = f"{path} is of another folder ({saved_root})"
+    else:
+        why = f"there is no {path}"
+    folder = (
+        folders.read_split(path, args.dataset)
+        if same_folder
+        else folders.split_folder(args.dataset)
+    )
+    if list(folder.class_names) != list(spec["class_names"]):
+        raise UsageError(
+            f"{args.model_path} was trained on the classes {spec['class_names']}, "
+            f"but {args.dataset} has {list(folder.class_names)}: the labels would "
+            "not match. Evaluate on a folder with the model's classes."
+        )
+    if not folder.files[args.split]:
+        raise UsageError(
+            f"the {args.split} split of {args.dataset} is empty: "
+            f"{folder.summary()}. Choose another --split."
+        )
+    print(folder.summary())
+    if same_folder:
+        print(f"split read from {path}")
+    else:
+        print(
+            f"note: {why}: evaluating the folder's own split (the one a train run "
+            "with the default --validation-split makes).",
+            file=sys.stderr,
+        )
+    return folder.dataset(args.split)
 
 
 def load_classifier(model_path):

@@ -190,6 +190,8 @@ def search(args) -> int:
         strategy = training.setup(options)
         dataset_info = data.describe(args.dataset)
         spec = _preprocessing_spec(dataset_info, model_name)
+        # All data checks before anything is written (keras_tuner/, search.json).
+        folder, loaded = _load_data(args, spec, options, strategy, augment, role)
         hypermodel = hypermodels.hypermodel_for(
             model_name,
             tuple(spec["input_shape"]),
@@ -213,6 +215,8 @@ def search(args) -> int:
 
     if role is None or role.chief:
         _write_search_record(output, args, model_name, spec, strategy, role)
+        if folder is not None:
+            training.write_json(output / data.folders.SPLIT_FILE, folder.to_json())
         tuner.save()  # from here on a re-run reloads, wherever a kill falls
 
     failure = None
@@ -220,10 +224,7 @@ def search(args) -> int:
         search_lib.serve_oracle(tuner, role)
         failure = _stop_reason(tuner)
     else:
-        global_batch = options.batch_size * training.replicas(strategy)
-        train, validation, steps = search_lib.datasets(
-            _data_args(args), spec, global_batch, augment
-        )
+        train, validation, steps = loaded
         options.steps_per_epoch = steps  # the hypermodel's options too: every trial
         failure = _run(tuner, train, validation, strategy, role)
         if role is not None:
@@ -328,6 +329,60 @@ def _preprocessing_spec(dataset_info, model_name) -> dict:
     from apps.classify import preprocessing_spec
 
     return preprocessing_spec(dataset_info, apps.get_model_info(model_name))
+
+
+def _load_data(args, spec, options, strategy, augment, role):
+    """`(folder split or None, (train, validation, steps) or None)`: what the trials
+    train on (the oracle of a distributed search needs none).
+
+    An image folder is split as `apps.classify train` splits it (stratified, the
+    same seed), and the split saved in --output must be the one the folder gives
+    now: trials on other data would not be comparable.
+    """
+    from apps import data, training
+    from apps.cli import UsageError
+
+    global_batch = options.batch_size * training.replicas(strategy)
+    folder = None
+    if data.folders.is_folder(args.dataset):
+        # search_lib.datasets asks for "train[:P%]": the same fraction, exactly.
+        percent = round(100 * (1 - args.validation_split))
+        fraction = (100 - percent) / 100
+        try:
+            folder = data.folders.split_folder(
+                args.dataset, validation_fraction=fraction
+            )
+            saved_path = Path(args.output) / data.folders.SPLIT_FILE
+            if saved_path.is_file() and not args.overwrite:
+                saved = data.folders.read_split(saved_path, args.dataset)
+                if saved.files != folder.files:
+                    raise UsageError(
+                        f"{args.dataset} is not split as when this search began "
+                        f"({saved_path}): images were added or removed, or "
+                        "--validation-split changed, so new trials would not be "
+                        "comparable. Pass --overwrite to start afresh, or restore it."
+                    )
+        except data.UnreadableImagesError as error:  # a bad file: exit code 1
+            raise search_lib.SearchError(str(error)) from None
+        print(folder.summary())
+        for note in folder.notes:
+            print(f"note: {note}.", file=sys.stderr)
+        count = len(folder.files["train"])
+        batch = data.folders.fitting_batch(
+            count, global_batch, training.replicas(strategy)
+        )
+        if batch != global_batch:
+            print(
+                f"note: the training split has {count} images, fewer than one "
+                f"batch of {global_batch}: every trial trains with batches of "
+                f"{batch}.",
+                file=sys.stderr,
+            )
+            global_batch = batch
+    if role is not None and role.chief:
+        return folder, None
+    loaded = search_lib.datasets(_data_args(args), spec, global_batch, augment)
+    return folder, loaded
 
 
 def _data_args(args):

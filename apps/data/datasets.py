@@ -5,7 +5,9 @@
 - any tfds image-classification dataset by name (`fashion_mnist`, `mnist`,
   `cifar10`, ...), prepared once into the tfds data dir (`TFDS_DATA_DIR` or
   `~/tensorflow_datasets`);
-- a directory with one sub-folder of images per class, for users' own data.
+- a directory with one sub-folder of images per class, for users' own data
+  (`apps.data.folders`: every image decoded once up front, a stratified, seeded
+  train/validation/test split, the images' own size and channels).
 
 Offline, `fashion_mnist` (and `mnist`) are prepared by a small tfds builder of ours
 from the original IDX files, e.g. those Debian's `dataset-fashion-mnist` package
@@ -27,9 +29,7 @@ import random
 import socket
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
@@ -44,7 +44,6 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NETWORK_PROBE = ("storage.googleapis.com", 443)
 NETWORK_TIMEOUT_SECONDS = 3.0
 
@@ -61,6 +60,9 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     image_shape: tuple[int | None, int | None, int]
     num_examples: int | None = None
+    # "tfds" or "folder"; a folder's image_shape is its most common image size,
+    # with 1 channel when every image is grey.
+    source: str = "tfds"
 
     @property
     def num_classes(self) -> int:
@@ -73,8 +75,9 @@ def load(
     *,
     data_dir: str | os.PathLike | None = None,
     with_info: bool = False,
-    image_size: tuple[int, int] = (224, 224),
-    validation_fraction: float = 0.2,
+    image_size: tuple[int, int] | None = None,
+    validation_fraction: float = 0.0,
+    test_fraction: float = 0.2,
     seed: int = 1337,
 ):
     """Loads a dataset as `(image uint8 HxWxC, label int64)` pairs.
@@ -83,36 +86,64 @@ def load(
         name: a tfds image-classification dataset name (`"fashion_mnist"`), or the path
             of a directory holding one sub-folder of images per class.
         split: a tfds split, slicing included (`"train"`, `"test"`, `"train[:90%]"`).
-            For an image directory: `"train"` and `"validation"`/`"test"` either name
-            sub-directories or, when those do not exist, a seeded
-            `validation_fraction` hold-out.
+            For an image directory (`apps.data.folders.split_folder`): `"train"`,
+            `"validation"` and `"test"`, disjoint: `train/`, `validation/` and
+            `test/` sub-directories where they exist, else stratified, seeded
+            hold-outs (`test_fraction` of each class, then `validation_fraction`
+            of the rest); `"train[:P%]"` and `"train[P%:]"` are the training and
+            validation splits with a validation fraction of (100 - P) %.
         data_dir: the tfds data dir; defaults to `TFDS_DATA_DIR` or
             `~/tensorflow_datasets`.
         with_info: also return a `DatasetInfo`.
-        image_size: image directories only: the size every image is resized to.
-        validation_fraction, seed: image directories only, see `split`.
+        image_size: image directories only: resize every image to (H, W); by
+            default images keep their size.
+        validation_fraction, test_fraction, seed: image directories only, see
+            `split`. With the default validation fraction of 0, `"train"` is
+            everything but the test split, as a tfds `"train"` is.
 
     Returns:
         The `tf.data.Dataset`, or `(dataset, DatasetInfo)` when `with_info`.
 
     Raises:
-        DatasetError: unknown name, no local copy and no network, corrupt files.
+        DatasetError: unknown name, no local copy and no network, bad split.
+        apps.data.folders.UnreadableImagesError: image files of a directory that
+            cannot be decoded (a `DatasetError` naming them all).
     """
     if not isinstance(name, str) or not name:
         raise DatasetError(f"name must be a non-empty string. Received: name={name!r}")
     if os.path.isdir(name):
-        dataset, info = _load_image_directory(
-            Path(name), split, image_size, validation_fraction, seed
+        from apps.data import folders
+
+        which, validation_fraction = folders.parse_split(split, validation_fraction)
+        split_files = folders.split_folder(
+            name,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
         )
+        if which == "validation" and not split_files.files["validation"]:
+            raise DatasetError(
+                f"{name} has no validation split: give it a validation/ folder, or "
+                "pass validation_fraction > 0 (or ask for 'train[90%:]')."
+            )
+        dataset = split_files.dataset(which, image_size=image_size)
+        info = split_files.info(which, image_size=image_size)
     else:
         dataset, info = _load_tfds(name, split, data_dir)
     return (dataset, info) if with_info else dataset
 
 
 def describe(name: str, *, data_dir=None) -> DatasetInfo:
-    """Returns the `DatasetInfo` of a dataset without reading its examples."""
+    """Returns the `DatasetInfo` of a dataset without reading its examples.
+
+    An image directory is scanned instead (`apps.data.folders.scan`: every image
+    decoded once, the result kept for this process); unreadable images are not an
+    error here, loading or splitting names them.
+    """
     if os.path.isdir(name):
-        return load(name, "train", with_info=True)[1]
+        from apps.data import folders
+
+        return folders.scan(name).info()
     builder = _prepared_builder(name, data_dir)
     return _info_from_builder(builder, None)
 
@@ -365,87 +396,3 @@ class _LocalMNIST(_IdxBuilderMixin, tfds_mnist.MNIST, skip_registration=True):
 
 
 _LOCAL_BUILDERS = {"fashion_mnist": _LocalFashionMNIST, "mnist": _LocalMNIST}
-
-
-# Image directories
-
-
-def _load_image_directory(root, split, image_size, validation_fraction, seed):
-    class_root, subset = _directory_split(root, split, validation_fraction)
-    corrupt = _corrupt_images(class_root)
-    if corrupt:
-        listed = "\n  ".join(str(path) for path in corrupt[:20])
-        raise DatasetError(
-            f"{len(corrupt)} image file(s) under {class_root} cannot be decoded; "
-            f"remove or replace them:\n  {listed}"
-        )
-    dataset = keras.utils.image_dataset_from_directory(
-        class_root,
-        labels="inferred",
-        label_mode="int",
-        batch_size=None,
-        image_size=tuple(image_size),
-        shuffle=False,
-        validation_split=validation_fraction if subset else None,
-        subset=subset,
-        seed=seed,
-        verbose=False,
-    )
-    class_names = tuple(dataset.class_names)
-    dataset = dataset.map(
-        lambda image, label: (
-            tf.cast(tf.round(image), tf.uint8),
-            tf.cast(label, tf.int64),
-        )
-    )
-    info = DatasetInfo(
-        name=str(root),
-        class_names=class_names,
-        image_shape=(*image_size, 3),
-        num_examples=int(dataset.cardinality()) if dataset.cardinality() > 0 else None,
-    )
-    return dataset, info
-
-
-def _directory_split(root, split, validation_fraction):
-    """Returns (folder of class sub-folders, keras subset or None)."""
-    aliases = {
-        "train": ("train", "training"),
-        "validation": ("validation", "val"),
-        "test": ("test", "validation", "val"),
-    }
-    if split not in aliases:
-        raise DatasetError(
-            f"split must be one of {sorted(aliases)} for an image directory. "
-            f"Received: split={split!r}"
-        )
-    for folder in aliases[split]:
-        if (root / folder).is_dir():
-            return root / folder, None
-    if not 0 < validation_fraction < 1:
-        raise DatasetError(
-            "validation_fraction must be in (0, 1). "
-            f"Received: validation_fraction={validation_fraction!r}"
-        )
-    classes = [p for p in root.iterdir() if p.is_dir()]
-    if not classes:
-        raise DatasetError(
-            f"{root} holds no class sub-folders: put each class's images in "
-            f"{root}/<class name>/."
-        )
-    return root, "training" if split == "train" else "validation"
-
-
-def _corrupt_images(root):
-    from PIL import Image
-
-    corrupt = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception:  # PIL raises many types for bad files
-            corrupt.append(path)
-    return corrupt

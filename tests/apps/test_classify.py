@@ -372,3 +372,104 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(monkeypatch, tmp_path, capsys):
     assert _train(tmp_path / "run") == 130
     err = capsys.readouterr().err
     assert "continues from its last saved state" in err and "Traceback" not in err
+
+
+# Image folders (issue 19): the default command, a stratified saved split, bad files
+
+
+def _bug_folder(root, per_class=40, classes=("ant", "bee", "cat")):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 255, (28, 28), np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    return root
+
+
+def _folder_train(root, run, *extra):
+    argv = ["train", "--model", "lenet5", "--dataset", str(root), "--output", str(run)]
+    return classify.main([*argv, *extra])
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """The default command on 3 classes x 40 images (10 epochs of one batch)."""
+    base = tmp_path_factory.mktemp("folder")
+    root, run = _bug_folder(base / "bugs"), base / "run"
+    assert _folder_train(root, run) == 0
+    return root, run
+
+
+def test_default_command_trains_on_a_folder_with_every_class_tested(folder_run):
+    root, run = folder_run
+    split = json.loads((run / "split.json").read_text())
+    assert split["counts"] == {"train": 87, "validation": 9, "test": 24}
+    assert split["class_counts"]["test"] == [8, 8, 8]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_examples"] == 24 and metrics["epochs"] == 10
+    assert sorted(metrics["per_class_accuracy"]) == ["ant", "bee", "cat"]
+    spec = json.loads((run / "preprocessing.json").read_text())
+    assert spec["input_shape"] == [28, 28, 1] and spec["channels"] == 1
+
+
+def test_evaluate_uses_the_runs_test_split(folder_run, tmp_path, capsys):
+    root, run = folder_run
+    argv = ["evaluate", "--model-path", str(run / "model.keras")]
+    assert classify.main([*argv, "--dataset", str(root)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "split read from" in out and "test, 24 images" in out
+    assert f"accuracy {metrics['test_accuracy']:.2%}" in out
+    other = _bug_folder(tmp_path / "other", per_class=3, classes=("ant", "bee"))
+    assert classify.main([*argv, "--dataset", str(other)]) == 2
+    assert "was trained on the classes ['ant', 'bee', 'cat']" in capsys.readouterr().err
+
+
+def test_a_truncated_jpeg_is_named_in_one_line_with_exit_1(
+    folder_run, tmp_path, capsys
+):
+    import io
+
+    root = _bug_folder(tmp_path / "bugs", per_class=4)
+    pixels = np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    (root / "bee" / "cut.jpg").write_bytes(buffer.getvalue()[:900])
+    assert _folder_train(root, tmp_path / "run") == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "cut.jpg (image file is truncated" in lines[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "run").exists()
+    model = str(folder_run[1] / "model.keras")
+    argv = ["evaluate", "--model-path", model, "--dataset", str(root)]
+    assert classify.main(argv) == 1
+    assert "cut.jpg" in capsys.readouterr().err
+
+
+def test_a_folder_smaller_than_one_batch_trains_with_a_smaller_batch(tmp_path, capsys):
+    root = _bug_folder(tmp_path / "bugs", per_class=4)
+    assert _folder_train(root, tmp_path / "run", "--epochs", "1") == 0
+    captured = capsys.readouterr()
+    assert "train 6, validation 3, test 3" in captured.out
+    assert "fewer than one batch of 128: training with batches of 6" in captured.err
+
+
+def test_a_resumed_folder_run_reads_its_split(folder_run, capsys):
+    root, run = folder_run
+    before = (run / "split.json").read_bytes()
+    (run / "metrics.json").unlink()  # as if the run had been interrupted
+    _bug_folder(root, per_class=43)  # images added since: a resumed run ignores them
+    try:
+        assert _folder_train(root, run, "--validation-split", "0.3") == 2
+        assert "a resumed run must see the same data" in capsys.readouterr().err
+        assert _folder_train(root, run) == 0
+        captured = capsys.readouterr()
+        assert f"split read from {run / 'split.json'}" in captured.out
+        assert "9 image(s) added to the folder since the split" in captured.err
+        assert (run / "split.json").read_bytes() == before
+    finally:
+        for name in ("ant", "bee", "cat"):
+            for index in (40, 41, 42):
+                (root / name / f"{index}.png").unlink()

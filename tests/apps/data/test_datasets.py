@@ -149,11 +149,13 @@ def _image_folder(root, classes=("cat", "dog"), per_class=5, size=(12, 10)):
 def test_image_folder_loads_with_seeded_holdout(tmp_path):
     root = _image_folder(tmp_path / "pets")
     train, info = load(str(root), "train", image_size=(16, 16), with_info=True)
-    validation = load(str(root), "validation", image_size=(16, 16))
+    test = load(str(root), "test", image_size=(16, 16))
     assert info.class_names == ("cat", "dog")
     images, labels = next(iter(train.batch(100)))
     assert images.dtype == "uint8" and images.shape[1:] == (16, 16, 3)
-    assert len(labels) + sum(1 for _ in validation) == 10
+    test_labels = [int(label) for _, label in test]
+    # 20 % of each class is held out: one cat and one dog.
+    assert len(labels) + len(test_labels) == 10 and sorted(test_labels) == [0, 1]
     assert set(labels.numpy()) <= {0, 1}
 
 
