@@ -269,9 +269,11 @@ def train(args) -> int:
         run.open(replace=kind == "replace")
     try:
         global_batch = options.batch_size * training.replicas(strategy)
-        train_ds, val_ds, test_ds, steps = _datasets(
+        train_ds, val_ds, test_ds, steps, global_batch = _datasets(
             args, spec, global_batch, augment, model
         )
+        # A folder smaller than one batch trains with a smaller one.
+        options.batch_size = global_batch // training.replicas(strategy)
         options.steps_per_epoch = steps
         if chief:
             training.write_json(run_dir / PREPROCESSING_FILE, spec)
@@ -461,7 +463,8 @@ def _datasets(args, spec, global_batch, augment, model):
         _save_folder_split(folder, saved, Path(args.output), model)
     # Resuming at an epoch means resuming at a data epoch only when the two agree;
     # otherwise the loop skips ahead in the one stream.
-    return train if steps == natural_steps else train(0), validation, test, steps
+    stream = train if steps == natural_steps else train(0)
+    return stream, validation, test, steps, global_batch
 
 
 def _folder_split(args, spec):

@@ -454,6 +454,8 @@ def test_a_folder_smaller_than_one_batch_trains_with_a_smaller_batch(tmp_path, c
     captured = capsys.readouterr()
     assert "train 6, validation 3, test 3" in captured.out
     assert "fewer than one batch of 128: training with batches of 6" in captured.err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["batch_size"] == metrics["global_batch_size"] == 6
 
 
 def test_a_resumed_folder_run_reads_its_split(folder_run, capsys):
