@@ -28,7 +28,10 @@ the trainable parameters equal torchvision's published counts (resnet18
 resnet152 60,192,808). ``conv_bias=True`` gives keras.applications' convention,
 where ``resnet50(conv_bias=True)`` is layer-for-layer
 ``keras.applications.ResNet50(weights=None)`` (25,636,712 parameters counting
-the batch-norm moving statistics) and loads its weight files. Layer names are
+the batch-norm moving statistics) and loads its weight files. One difference is
+deliberate: the BatchNorm momentum defaults to 0.9 (PyTorch's), not
+keras.applications' 0.99, whose moving averages lag too far behind a short run's
+weights; ``batch_norm_momentum=0.99`` restores it. Layer names are
 keras.applications' (``conv1_conv``, ``conv2_block1_1_conv``, ``conv5_block3_out``,
 ``avg_pool``, ``predictions``).
 
