@@ -26,5 +26,5 @@ demo: install
 		--name lenet5
 
 bench:
-	EXTRAS=test,bench bash scripts/install.sh
+	EXTRAS=test,export,bench bash scripts/install.sh
 	for script in benchmarks/*.py; do $(PYTHON) $$script || exit 1; done

@@ -6,17 +6,21 @@ Importing ``apps`` imports the model families so that they register::
 
     apps.list_models("vgg*")                 # ['vgg', 'vgg11', ...]
     model = apps.build("vgg16", classes=10, input_shape=(28, 28, 1))
+
+Run as a command (``python -m apps.classify ...``, ``python -m tuning ...``), the
+package leaves that to the command, once its command line is parsed
+(``apps.cli.parse_args``), so that ``--help`` and a bad flag answer at once, without
+loading TensorFlow.
 """
 
-# runtime first: TensorFlow reads its settings when it loads.
-from apps import runtime  # noqa: I001
+import importlib
+import sys
 
-# generative, sequence, vision: imported for their registrations
-from apps import generative, registry, sequence, vision
-
-# the optimisers with coupled L2 decay: registered for loading saved models
-from apps import optimizers
+# Neither imports TensorFlow; runtime's settings are in place before anything does.
+from apps import registry, runtime
 from apps.registry import UnknownModelError, build, get_model_info, list_models
+
+_REGISTERING = ("generative", "optimizers", "sequence", "vision")
 
 __all__ = [
     "UnknownModelError",
@@ -25,8 +29,35 @@ __all__ = [
     "get_model_info",
     "list_models",
     "optimizers",
+    "register_models",
     "registry",
     "runtime",
     "sequence",
     "vision",
 ]
+
+
+def register_models() -> None:
+    """Imports the model families (generative, sequence, vision: they register) and
+    the optimisers with coupled L2 decay (registered for loading saved models)."""
+    for name in _REGISTERING:
+        importlib.import_module(f"apps.{name}")
+
+
+def __getattr__(name):
+    if name in _REGISTERING:  # a command, before it parsed its arguments
+        register_models()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _starting_a_command() -> bool:
+    """Whether a command line is starting: `python -m apps.<command>` imports the
+    package while sys.argv[0] is still "-m" (until Python has found the module);
+    `python -m tuning` imports it from its running `tuning.__main__`."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return sys.argv[:1] == ["-m"] or getattr(main, "name", None) == "tuning.__main__"
+
+
+if not _starting_a_command():
+    register_models()

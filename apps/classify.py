@@ -26,15 +26,19 @@ import sys
 import time
 from pathlib import Path
 
+from apps import cli
 from apps.cli import (
+    BadFileError,
     UsageError,
     bad_input,
     check_builder_options,
     interrupted,
     model_options,
+    plural,
 )
 
 PREPROCESSING_FILE = "preprocessing.json"
+MODEL_PATH_HELP = "the model.keras of a train run (its preprocessing.json beside it)"
 TTA_MODES = ("none", "flip", "10crop")
 
 
@@ -48,12 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands.add_parser("evaluate", help="test accuracy, top-5, TTA"))
     _add_predict(commands.add_parser("predict", help="top-k classes of image files"))
     _add_export(commands.add_parser("export", help="SavedModel for TF Serving"))
-    return parser
+    return cli.documented(parser)
 
 
 def _add_train(parser):
-    from apps import training
-
     data = parser.add_argument_group("Data")
     data.add_argument(
         "--dataset",
@@ -71,17 +73,30 @@ def _add_train(parser):
         type=int,
         nargs=2,
         metavar=("H", "W"),
-        help="resize images in the pipeline (default: the dataset's)",
+        help="resize images in the pipeline (default: the model's recipe, else the "
+        "dataset's size)",
     )
     data.add_argument(
         "--augment",
-        default="none",
-        help="comma-separated: flip,translate,zoom,rotate,crop",
+        help="comma-separated: flip,translate,zoom,rotate,crop, or none (default: "
+        "the model's recipe, else none)",
     )
     model = parser.add_argument_group("Model")
-    model.add_argument("--model", required=True, help="a name from apps.list_models()")
+    model.add_argument(
+        "--model",
+        required=True,
+        help=f"a registered model (to list them: {cli.LIST_MODELS})",
+    )
     model.add_argument(
         "--dropout", type=float, help="dropout rate, if the model has one"
+    )
+    model.add_argument(
+        "--recipe",
+        choices=("model", "none"),
+        default="model",
+        help="model: unset training flags and model options come from the model's "
+        "registered recipe (apps.recipes); none: from the command's own defaults "
+        "(default: model)",
     )
     model.add_argument(
         "--model-option",
@@ -91,40 +106,75 @@ def _add_train(parser):
         help="any builder argument, e.g. activation=relu (repeatable)",
     )
     optimisation = parser.add_argument_group("Optimisation")
-    optimisation.add_argument("--epochs", type=int, default=10)
-    optimisation.add_argument("--steps-per-epoch", type=int)
+    optimisation.add_argument(
+        "--epochs", type=int, help=_recipe_default("epochs")
+    )
+    optimisation.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        help="training batches per epoch (default: one pass over the training split)",
+    )
     optimisation.add_argument(
         "--eval-steps",
         type=int,
         help="limit validation and test to N batches (smoke runs)",
     )
     optimisation.add_argument(
-        "--batch-size", type=int, default=128, help="per replica (default 128)"
+        "--batch-size", type=int, help="per replica; " + _recipe_default("batch_size")
     )
-    optimisation.add_argument("--learning-rate", type=float)
     optimisation.add_argument(
-        "--optimizer", default="adam", choices=training.OPTIMIZERS
+        "--learning-rate",
+        type=float,
+        help="default: the model's recipe, else the optimiser's usual rate ("
+        + ", ".join(f"{k} {v:g}" for k, v in cli.DEFAULT_LEARNING_RATES.items())
+        + ")",
+    )
+    optimisation.add_argument(
+        "--optimizer",
+        choices=cli.OPTIMIZERS,
+        help=_recipe_default("optimizer"),
     )
     optimisation.add_argument(
         "--weight-decay",
         type=float,
-        default=0.0,
         help="as the optimiser's paper meant it: an L2 penalty's gradient (carried "
         "by the momentum) for sgd/momentum/adagrad/rmsprop, decoupled (AdamW) for "
-        "adam; biases and BatchNorm/LayerNorm parameters are not decayed "
-        "(default 0)",
+        "adam; biases and BatchNorm/LayerNorm parameters are not decayed; "
+        + _recipe_default("weight_decay"),
     )
     optimisation.add_argument(
-        "--lr-schedule", default="cosine", choices=training.LR_SCHEDULES
+        "--lr-schedule",
+        choices=cli.LR_SCHEDULES,
+        help=_recipe_default("lr_schedule"),
     )
-    optimisation.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    optimisation.add_argument(
+        "--warmup-epochs",
+        type=int,
+        metavar="N",
+        help="linear learning-rate warm-up over the first N epochs (constant and "
+        "cosine schedules); " + _recipe_default("warmup_epochs"),
+    )
+    optimisation.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="EPS",
+        help="train on (1 - EPS) * one_hot + EPS / classes; "
+        + _recipe_default("label_smoothing"),
+    )
+    optimisation.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation loss, with the "
+        "best weights (default: off)",
+    )
     optimisation.add_argument(
         "--bn-recalibration-steps",
         type=int,
         metavar="N",
         help="after training, recompute the BatchNorm statistics over N training "
         "batches with the final weights (precise BN; 0 = off; default "
-        f"{training.TrainOptions.bn_recalibration_steps}; models without "
+        f"{cli.BN_RECALIBRATION_STEPS}; models without "
         "BatchNormalization ignore it)",
     )
     optimisation.add_argument(
@@ -134,7 +184,12 @@ def _add_train(parser):
         help="also save the run state every N steps (it is saved every epoch)",
     )
     distribution = parser.add_argument_group("Distribution and speed")
-    distribution.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
+    distribution.add_argument(
+        "--strategy",
+        default="auto",
+        choices=cli.STRATEGIES,
+        help=cli.STRATEGY_HELP,
+    )
     distribution.add_argument(
         "--devices",
         type=int,
@@ -155,7 +210,7 @@ def _add_train(parser):
     distribution.add_argument(
         "--steps-per-execution",
         type=int,
-        default=training.TrainOptions.steps_per_execution,
+        default=cli.STEPS_PER_EXECUTION,
         help="training steps per tf.function call; callbacks and the progress bar "
         "update once per group (default: %(default)s)",
     )
@@ -169,38 +224,71 @@ def _add_train(parser):
     )
 
 
+def _recipe_default(field: str) -> str:
+    from apps import recipes
+
+    return f"default: the model's recipe, else {recipes.DEFAULTS[field]}"
+
+
 def _add_evaluate(parser):
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--model-path", required=True, help=MODEL_PATH_HELP)
+    parser.add_argument(
+        "--dataset", required=True, help="tfds name or image folder to evaluate on"
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="a tfds split or slice (test, train[:10%%]); for an image folder "
+        "train, validation or test, as saved in the run's split.json",
+    )
     parser.add_argument(
         "--tta",
         default="none",
         choices=TTA_MODES,
         help="test-time augmentation: flip, or AlexNet's 10 crops",
     )
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--steps", type=int, help="evaluate only N batches")
 
 
+def _add_max_pixels(parser):
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=cli.MAX_PIXELS,
+        metavar="N",
+        help="refuse images of more than N pixels (width x height), read from the "
+        "file's header before decoding (default: %(default)s)",
+    )
+
+
 def _add_predict(parser):
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--model-path", required=True, help=MODEL_PATH_HELP)
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="classes printed for each image"
+    )
+    _add_max_pixels(parser)
     parser.add_argument("images", nargs="+", help="PNG/JPEG files")
 
 
 def _add_export(parser):
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--export-dir", default="saved_models")
+    from apps.cli import add_export_format_options
+
+    add_export_format_options(parser)
+    parser.add_argument("--model-path", required=True, help=MODEL_PATH_HELP)
+    parser.add_argument("--name", required=True, help=cli.EXPORT_NAME_HELP)
+    parser.add_argument(
+        "--export-dir", default="saved_models", help=cli.EXPORT_DIR_HELP
+    )
     parser.add_argument("--version", help="integer; default: next after the highest")
     parser.add_argument(
         "--force", action="store_true", help="overwrite an existing version"
     )
+    _add_max_pixels(parser)  # the limit of the image-bytes signature
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.parse_args(build_parser(), argv)
     from apps.data.datasets import DatasetError
     from apps.export import ExportError
     from apps.registry import UnknownModelError
@@ -220,6 +308,9 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except BadFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return interrupted()
 
@@ -237,8 +328,10 @@ def train(args) -> int:
     run = runs.RunDirectory(run_dir, "apps.classify train", args.model, args.dataset)
     with bad_input():  # every check before any training starts
         kind = run.check(args.overwrite)
-        options = _train_options(args)
         info = apps.registry.get_model_info(args.model)
+        recipe = info.recipe if args.recipe == "model" else None
+        recipe_sources = _apply_recipe(args, recipe)
+        options = _train_options(args)
         builder_options = _builder_options(info, args)
         augment = data.images.parse_augment(args.augment)
         if not 0 <= args.validation_split < 1:
@@ -283,6 +376,7 @@ def train(args) -> int:
                     "command": "apps.classify train",
                     "arguments": vars(args),
                     "options": dataclasses.asdict(options),
+                    "recipe": recipe_sources,
                     "versions": training.versions(),
                     "strategy": type(strategy).__name__,
                     "replicas": training.replicas(strategy),
@@ -317,7 +411,7 @@ def train(args) -> int:
         print(
             f"{args.model} on {dataset_info.name}: test accuracy "
             f"{results['test_accuracy']:.2%} (top-5 {results['test_top5']:.2%}), "
-            f"{metrics['epochs']} epochs, "
+            f"{plural(metrics['epochs'], 'epoch')}, "
             f"{metrics['images_per_second'] or 0:,.0f} images/s "
             f"on {metrics['replicas']} replica(s), {metrics['wall_seconds']:.0f} s. "
             f"Run directory: {run_dir}"
@@ -338,6 +432,8 @@ def _train_options(args):
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
         early_stopping=args.early_stopping,
         strategy=args.strategy,
         devices=args.devices,
@@ -354,6 +450,31 @@ def _train_options(args):
     )
 
 
+def _apply_recipe(args, recipe) -> dict:
+    """Fills the training flags left unset from the model's recipe (else the
+    defaults) and puts the recipe's model options under --model-option; returns
+    where each value came from ("flag", "recipe", "default"), for run.json."""
+    from apps import recipes
+
+    flags = {name: getattr(args, name) for name in recipes.TRAINING_FIELDS}
+    values, sources = recipes.resolve(recipe, flags)
+    for name, value in values.items():
+        setattr(args, name, value)
+    if recipe is not None:
+        given = {
+            item.partition("=")[0].strip().replace("-", "_")
+            for item in args.model_option
+        }
+        recipe_options = [
+            f"{key}={value!r}"
+            for key, value in recipe.model_options.items()
+            if key not in given
+        ]
+        args.model_option = [*recipe_options, *args.model_option]
+        sources["model_options"] = dict(recipe.model_options)
+    return sources
+
+
 def _note_unused_recalibration(args, model):
     from apps import batch_norm
 
@@ -365,12 +486,43 @@ def _note_unused_recalibration(args, model):
         )
 
 
+# What `train` sets itself: a headless model or one emitting logits would train
+# against the probability loss, crash mid-run or be silently wrong.
+FIXED_BUILDER_OPTIONS = (
+    "input_shape",
+    "classes",
+    "include_top",
+    "classifier_activation",
+)
+
+
 def _builder_options(info, args) -> dict:
-    """--dropout and --model-option KEY=VALUE, checked against the builder."""
+    """--dropout and --model-option KEY=VALUE, checked against the builder (which
+    must be an image classifier's)."""
+    _require_image_classifier(info)
     options = model_options(args.model_option)
     if args.dropout is not None:
         options["dropout"] = args.dropout
-    return check_builder_options(info, options, fixed=("input_shape", "classes"))
+    return check_builder_options(info, options, fixed=FIXED_BUILDER_OPTIONS)
+
+
+# Registry tasks `train` trains on images: the recurrent sequence classifiers read
+# an image row by row.
+CLASSIFIER_TASKS = ("image_classification", "sequence_classification")
+
+
+def _require_image_classifier(info) -> None:
+    import apps
+
+    if info.task not in CLASSIFIER_TASKS:
+        names = [
+            name for task in CLASSIFIER_TASKS for name in apps.list_models(task=task)
+        ]
+        raise UsageError(
+            f"{info.name} is a {info.task.replace('_', ' ')} model ({info.family} "
+            "family), not an image classifier. The image classifiers: "
+            f"{', '.join(names)}."
+        )
 
 
 def preprocessing_spec(dataset_info, model_info, image_size=None) -> dict:
@@ -624,6 +776,9 @@ def evaluate(args) -> int:
 
     if args.tta not in TTA_MODES:
         raise UsageError(f"--tta must be one of {TTA_MODES}. Received: {args.tta!r}")
+    _require_positive("--batch-size", args.batch_size)
+    if args.steps is not None:
+        _require_positive("--steps", args.steps)
     model, spec = load_classifier(args.model_path)
     with bad_input():
         if data.folders.is_folder(args.dataset):
@@ -633,6 +788,8 @@ def evaluate(args) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return 1
         else:
+            classes = data.describe(args.dataset).num_classes
+            _check_classes(args, spec, classes)
             dataset = data.load(args.dataset, args.split)
     batches = data.pipeline(
         dataset,
@@ -659,6 +816,23 @@ def evaluate(args) -> int:
         )
     )
     return 0
+
+
+def _require_positive(flag: str, value) -> None:
+    if value < 1:
+        raise UsageError(f"{flag} must be a positive integer. Received: {value}")
+
+
+def _check_classes(args, spec, dataset_classes: int) -> None:
+    """Refuses a dataset with another number of classes than the model: its labels
+    would index the wrong outputs (or none)."""
+    model_classes = len(spec["class_names"])
+    if dataset_classes != model_classes:
+        raise UsageError(
+            f"the model has {model_classes} classes, the dataset {dataset_classes} "
+            f"({args.model_path} on {args.dataset}): the labels would not match. "
+            "Evaluate on a dataset with the model's classes."
+        )
 
 
 def _evaluation_folder(args, spec):
@@ -710,12 +884,14 @@ def _evaluation_folder(args, spec):
 
 
 def load_classifier(model_path):
-    """Loads a trained model and the preprocessing spec saved beside it."""
-    import json
+    """Loads a trained model and the preprocessing spec saved beside it.
 
-    import keras
-
-    import apps  # noqa: F401  (registers our custom layers for deserialisation)
+    Raises:
+        UsageError: there is no such model file, or no preprocessing.json beside it.
+        BadFileError: the model file or its preprocessing.json is unreadable or
+            damaged, or the two do not fit each other.
+    """
+    from apps import export
 
     path = Path(model_path)
     if not path.is_file():
@@ -730,11 +906,66 @@ def load_classifier(model_path):
             "`python -m apps.classify train` (it needs the preprocessing "
             "spec saved beside the model)."
         )
+    spec = read_preprocessing(spec_path)
+    model = load_model_file(path)
     try:
-        model = keras.saving.load_model(path)
-    except Exception as error:  # keras raises many types for a bad file
-        raise UsageError(f"cannot load {path}: {error}") from error
-    return model, json.loads(spec_path.read_text())
+        export.check_classifier_model(model, spec)
+    except export.ExportError as error:
+        raise BadFileError(
+            f"{spec_path} does not fit {path}: {error} Re-train the model (or "
+            "restore the preprocessing.json its run wrote)."
+        ) from None
+    return model, spec
+
+
+def read_preprocessing(path) -> dict:
+    """A model's preprocessing.json, checked field by field; BadFileError if it is
+    unreadable, not JSON or wrong in any field."""
+    import json
+
+    from apps import export
+
+    try:
+        return export.check_classifier_spec(json.loads(Path(path).read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        why = _one_line(error)
+    except export.ExportError as error:
+        why = str(error)
+    raise BadFileError(
+        f"the model dir's {PREPROCESSING_FILE} is unreadable ({path}: {why}); "
+        "re-train the model, or restore the file its run wrote."
+    )
+
+
+def load_model_file(path):
+    """A `.keras` file loaded (safe mode: no Lambda layers); BadFileError if the
+    file is truncated or corrupt, UsageError if Keras refuses what it holds."""
+    import zipfile
+    import zlib
+
+    import keras
+
+    import apps  # noqa: F401  (registers our custom layers for deserialisation)
+
+    def damaged(why):
+        return BadFileError(
+            f"{path} is not a readable .keras file (truncated or corrupt: {why}); "
+            "train again, or copy the file again."
+        )
+
+    if not zipfile.is_zipfile(path):
+        raise damaged("not a complete zip archive")
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise damaged(_one_line(error)) from None
+    except Exception as error:  # keras raises many types for what it refuses
+        raise UsageError(f"cannot load {path}: {_one_line(error)}") from error
+
+
+def _one_line(error, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # predict
@@ -747,13 +978,14 @@ def predict(args) -> int:
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1. Received: {args.top_k}")
+    _require_positive("--max-pixels", args.max_pixels)
     model, spec = load_classifier(args.model_path)
     class_names = spec["class_names"]
     top_k = min(args.top_k, len(class_names))
     failures = 0
     for path in args.images:
         try:
-            pixels = read_image(path, spec["channels"])
+            pixels = read_image(path, spec["channels"], args.max_pixels)
         except UsageError as error:
             print(f"{path}: error: {error}", file=sys.stderr)
             failures += 1
@@ -776,20 +1008,59 @@ def predict(args) -> int:
     return 1 if failures else 0
 
 
-def read_image(path, channels: int):
-    """Decodes a PNG/JPEG file into uint8 (H, W, channels); UsageError if it can't."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+def read_image(path, channels: int, max_pixels: int | None = None):
+    """Decodes an image file into uint8 (H, W, channels); UsageError if it can't,
+    or if it has more than `max_pixels` (width x height, read from the header
+    before anything is decoded; default `apps.data.images.MAX_PIXELS`).
 
+    16-bit grey PNGs keep their full range, scaled to 8 bits (value / 257), as
+    TensorFlow's decoder reads them for training; PIL's own conversion clips them.
+    """
+    from apps.data.images import MAX_PIXELS
+
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise UsageError(
+                    f"{width}x{height} is {width * height:,} pixels, more than "
+                    f"--max-pixels {limit:,}; shrink the image or raise --max-pixels"
+                )
             image.load()
-            converted = image.convert("L" if channels == 1 else "RGB")
+            return _eight_bit(image, channels)
+    except UsageError:
+        raise
     except FileNotFoundError:
         raise UsageError("no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise UsageError(f"not a readable PNG/JPEG image ({error})") from None
-    pixels = np.asarray(converted, dtype=np.uint8)
+    except Exception as error:  # PIL raises many types for a bad file
+        why = _one_line(error)
+        raise UsageError(f"not a readable PNG/JPEG image ({why})") from None
+
+
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _open_image(path):
+    """PIL's `Image.open` without PIL's decompression-bomb limit (an error above
+    179 megapixels whatever --max-pixels says): `read_image` checks the size."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _eight_bit(image, channels: int):
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in SIXTEEN_BIT_MODES:
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(wide / 257), 0, 255).astype(np.uint8))
+    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
@@ -797,19 +1068,62 @@ def read_image(path, channels: int):
 
 
 def export(args) -> int:
+    """Check -> load -> hold the name -> SavedModel, or an ONNX/LiteRT file verified
+    in its runtime (apps.export_formats)."""
     from apps import export as exporter
+    from apps import export_formats
+    from apps.cli import file_export
 
+    _require_positive("--max-pixels", args.max_pixels)
+    _check_export_request(args)
     model, spec = load_classifier(args.model_path)
-    target = exporter.export_classifier(
-        model,
-        spec,
-        name=args.name,
-        export_dir=args.export_dir,
-        version=args.version,
-        force=args.force,
-    )
+    with exporter.export_lock(args.export_dir, args.name):
+        if args.format != "saved_model":
+            return file_export(
+                lambda: export_formats.export_classifier_file(
+                    model,
+                    spec,
+                    args.format,
+                    name=args.name,
+                    export_dir=args.export_dir,
+                    version=args.version,
+                    force=args.force,
+                    quantize=args.quantize,
+                    examples=args.verify_examples or export_formats.VERIFY_EXAMPLES,
+                    tolerance=args.tolerance,
+                    max_accuracy_drop=args.max_accuracy_drop,
+                ),
+                args.model_path,
+            )
+        target = exporter.export_classifier(
+            model,
+            spec,
+            name=args.name,
+            export_dir=args.export_dir,
+            version=args.version,
+            force=args.force,
+            max_pixels=args.max_pixels,
+        )
     print(f"exported {args.model_path} to {target}")
     return 0
+
+
+def _check_export_request(args) -> None:
+    """Everything about an export that can be refused before the model loads
+    (ExportError: exit 2)."""
+    from apps import export as exporter
+    from apps import export_formats
+
+    export_formats.check_request(
+        args.format,
+        args.quantize,
+        examples=args.verify_examples,
+        tolerance=args.tolerance,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
+    exporter.check_name(args.name)
+    exporter.parse_version(args.version)
+    exporter.check_export_dir(args.export_dir)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,21 @@ the Ctrl-C message."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import inspect
+import re
 
 
 class UsageError(ValueError):
     """Bad command-line input; reported with exit code 2 (nothing was started)."""
+
+
+class BadFileError(RuntimeError):
+    """A file the command was pointed at is unreadable or damaged (a truncated model,
+    a corrupt preprocessing.json); reported with exit code 1. Not a ValueError, so
+    `bad_input` leaves it alone."""
 
 
 @contextlib.contextmanager
@@ -37,6 +45,11 @@ def interrupted() -> int:
     return 130
 
 
+def plural(count, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``: a count and its noun for printed messages."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def model_options(items) -> dict:
     """`--model-option KEY=VALUE` flags as builder keyword arguments.
 
@@ -57,13 +70,20 @@ def check_builder_options(info, options: dict, fixed=()) -> dict:
     parameters = inspect.signature(info.builder).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     fixed = {*fixed, "name"}
+    allowed = sorted(set(parameters) - fixed)
+    set_here = sorted(key for key in options if key in fixed and key in parameters)
+    if set_here:
+        raise UsageError(
+            f"{set_here} cannot be set with --model-option: the command sets "
+            f"{'it' if len(set_here) == 1 else 'them'} itself. {info.name}'s other "
+            f"options: {allowed}"
+        )
     unknown = sorted(
         key
         for key in options
         if key in fixed or (key not in parameters and not accepts_any)
     )
     if unknown:
-        allowed = sorted(set(parameters) - fixed)
         raise UsageError(f"{info.name} does not take {unknown}. Its options: {allowed}")
     return options
 
@@ -73,3 +93,181 @@ def _literal(text):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+# --help: every option described, its default shown and the exit codes listed, from
+# a parser built without TensorFlow (then --help answers in a fraction of a second:
+# see apps/__init__). The training core's choices and defaults are spelt out here,
+# kept equal to apps.training's, the GAN's and apps.data's by a test.
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine", "plateau", "rsqrt")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
+DEFAULT_LEARNING_RATES = {
+    "sgd": 0.01,
+    "momentum": 0.01,
+    "adam": 1e-3,
+    "adagrad": 0.01,
+    "rmsprop": 1e-3,
+}
+STEPS_PER_EXECUTION = 8  # TrainOptions.steps_per_execution
+BN_RECALIBRATION_STEPS = 100  # TrainOptions.bn_recalibration_steps
+GAN_LOSSES = ("bce", "lsgan")  # apps.generative.gan.LOSSES
+MAX_PIXELS = 40_000_000  # apps.data.images.MAX_PIXELS
+LIST_MODELS = "python -c 'import apps; print(apps.list_models())'"
+STRATEGY_HELP = (
+    "tf.distribute strategy; auto: multi-worker when TF_CONFIG is set, mirrored "
+    "with several GPUs (or --devices), else default (one device)"
+)
+EXPORT_NAME_HELP = "the model's name in TF Serving: EXPORT_DIR/NAME/VERSION/"
+EXPORT_DIR_HELP = "TF Serving's model base directory"
+
+EXIT_CODES = """\
+exit codes:
+  0    done (or nothing left to do)
+  1    the work failed: an unreadable or damaged file, a non-finite loss, a lost
+       worker
+  2    bad arguments or input; nothing was started
+  130  interrupted (Ctrl-C); the same train command resumes from its last saved
+       state
+
+environment:
+  APPS_VERBOSE=1        show TensorFlow's own log lines (held back by default)
+  TF_CPP_MIN_LOG_LEVEL  TensorFlow's log level, obeyed when set (0: every line)"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Adds "(default: X)" to every option whose help does not say its default;
+    keeps the epilog's layout."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if _has_default(action) and not _STATES_DEFAULT.search(text):
+            text += " (default: %(default)s)"
+        return text
+
+
+# "(default 0.1)", "default: the recipe's", "cosine (default)", "; default 0"; not the
+# strategy named default
+_STATES_DEFAULT = re.compile(r"\(default|default[:)]|default \d", re.IGNORECASE)
+
+
+def _has_default(action) -> bool:
+    default = action.default
+    return bool(action.option_strings) and not (
+        default is None
+        or default is False
+        or default is argparse.SUPPRESS
+        or (isinstance(default, list) and not default)
+    )
+
+
+def documented(parser: argparse.ArgumentParser, epilog: str = EXIT_CODES):
+    """`parser` and its sub-command parsers with :class:`HelpFormatter` and `epilog`
+    (the exit codes) where they have none; returns `parser`."""
+    for each in all_parsers(parser):
+        each.formatter_class = HelpFormatter
+        if each.epilog is None:
+            each.epilog = epilog
+    return parser
+
+
+def all_parsers(parser: argparse.ArgumentParser):
+    """`parser`, then every sub-command parser under it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from all_parsers(sub)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, then the model families are imported (they register,
+    with TensorFlow): a command run as `python -m apps.<command>` answers --help and
+    bad flags before it loads TensorFlow (see apps/__init__)."""
+    args = parser.parse_args(argv)
+    import apps
+
+    apps.register_models()
+    return args
+
+
+# export sub-commands: the formats (choices kept equal to apps.export_formats'
+# FORMATS and QUANTIZATIONS by a test; spelt out here so that --help imports no
+# TensorFlow)
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")
+QUANTIZATIONS = ("int8", "float16")
+
+
+def add_export_format_options(parser, *, file_formats=True, examples="test images"):
+    """--format, and for commands that export ONNX/LiteRT files, --quantize and the
+    verification options (their defaults are apps.export_formats')."""
+    files = (
+        "onnx, litert: EXPORT_DIR/NAME/FORMAT/VERSION/model.onnx or model.tflite, "
+        "verified in ONNX Runtime or LiteRT against Keras before it is published "
+        "(needs the export extra: pip install -e '.[export]')"
+        if file_formats
+        else "onnx and litert are refused: the graph is string ops"
+    )
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="saved_model",
+        help=f"saved_model: a versioned SavedModel for TF Serving (default); {files}",
+    )
+    if not file_formats:
+        return
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="litert only: post-training quantisation, float16 weights or int8 "
+        "(calibrated on 256 training examples; test accuracy printed next to the "
+        "float model's); default: none (float32)",
+    )
+    parser.add_argument(
+        "--verify-examples",
+        type=int,
+        metavar="N",
+        help=f"{examples} the ONNX/LiteRT file is checked on (default: 512 for "
+        "classifiers, 64 for generators)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        help="largest max abs difference from Keras an ONNX/LiteRT file may show "
+        "(default: 1e-4; 1e-2 with --quantize float16; int8 is bounded by "
+        "--max-accuracy-drop instead)",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        metavar="POINTS",
+        help="--quantize int8 of a classifier: largest loss of test accuracy, in "
+        "points, against the float Keras model (default: 1.0)",
+    )
+
+
+def file_export(export, source) -> int:
+    """Runs an ONNX/LiteRT export for a command line and prints what came of it.
+
+    `export`: a no-argument callable returning `(version directory, check)` (an
+    `apps.export_formats` export). Prints the verification figures and where the
+    file went (exit 0), or, when the conversion or the verification failed, the
+    figures it has and a one-line error (exit 1; nothing was published).
+    """
+    import sys
+
+    from apps import export_formats
+
+    print(f"converting {source}, then verifying the file in its runtime", flush=True)
+    try:
+        target, check = export()
+    except (export_formats.ConversionError, export_formats.VerificationError) as error:
+        check = getattr(error, "check", None)
+        for line in check.lines() if check is not None else []:
+            print(line)
+        print(f"error: cannot export {source}: {error}", file=sys.stderr)
+        return 1
+    for line in check.lines():
+        print(line)
+    print(f"exported {source} to {target}")
+    return 0

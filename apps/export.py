@@ -18,6 +18,11 @@ ignored. Everything here is built on that contract:
   exports left behind.
 - `export_classifier(model, spec, name=...)` builds the image classifier's two
   signatures on it (see its docstring for inputs and outputs).
+- `export_lock(export_dir, name)`: an export holds its name (an `flock` on
+  `EXPORT_DIR/.NAME.lock`) while it runs; a second export of the name fails at once
+  with "in use by pid N". `staged_version` takes it; the commands take it first.
+- ONNX and LiteRT files (`apps.export_formats`) are published through
+  `staged_version` too, under `EXPORT_DIR/NAME/FORMAT/VERSION/`.
 
 Versions: without one, the next integer after the highest existing; an existing
 version is never overwritten unless `force=True`, which swaps the new one in
@@ -30,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import inspect
 import json
 import os
@@ -37,6 +43,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -197,6 +204,7 @@ def staged_version(
     version: int | str | None = None,
     *,
     force: bool = False,
+    subdirectory: str | None = None,
 ):
     """Yields a staging area for one version; publishes it when the block succeeds.
 
@@ -205,31 +213,142 @@ def staged_version(
     block without an exception the directory is flushed to disk and renamed to
     `staging.target`; on an exception (or a kill) it never becomes a version. Stale
     scratch directories of dead exports under the same base path are removed first.
+    The export name is held (`export_lock`) meanwhile.
 
-    `name` and `version` are checked as in `export_signatures`.
+    `name` and `version` are checked as in `export_signatures`. `subdirectory`: the
+    versions live in `EXPORT_DIR/NAME/SUBDIRECTORY/` instead (other formats than
+    the SavedModel, e.g. `"onnx"`; TF Serving ignores such a non-integer child).
     """
     _check_name(name)
     version = parse_version(version)
-    base = Path(export_dir) / name
+    base = check_export_dir(export_dir) / name
+    if subdirectory is not None:
+        _check_name(subdirectory)
+        if _VERSION.fullmatch(subdirectory):
+            raise ExportError(
+                f"subdirectory must not be a number (TF Serving would take it for "
+                f"a version). Received: {subdirectory!r}"
+            )
+        base = base / subdirectory
     if base.exists() and not base.is_dir():
         raise ExportError(f"{base} exists and is not a directory.")
-    if version is not None and _is_version(base / str(version)) and not force:
+    with export_lock(export_dir, name):
+        if version is not None and _is_version(base / str(version)) and not force:
+            raise ExportError(
+                f"version {version} of {name!r} exists already "
+                f"({base / str(version)}); pass force=True (--force) to replace it, "
+                "or choose another version."
+            )
+        _make_directory(base)
+        remove_stale(base)
+        staging = _Staging(base, version, force)
+        try:
+            yield staging
+            if not staging.path.is_dir():
+                raise RuntimeError(f"nothing was written to {staging.path}")
+            _fsync_tree(staging.path)
+            _publish(staging)
+        finally:
+            # After a publish this is gone, or (after a swap) holds the old version.
+            shutil.rmtree(staging.path, ignore_errors=True)
+
+
+def check_export_dir(export_dir: str | os.PathLike) -> Path:
+    """`export_dir` as a Path, or an ExportError when it cannot hold exports: it, or
+    the nearest of its parents that exists, is not a directory. Creates nothing."""
+    path = Path(export_dir)
+    for candidate in (path, *path.parents):
+        try:
+            if not candidate.exists():
+                continue
+        except OSError as error:
+            raise ExportError(
+                f"cannot use export_dir {path}: {error.strerror or error}. Choose a "
+                "directory you can write to (--export-dir)."
+            ) from None
+        if candidate.is_dir():
+            return path
+        where = "it is" if candidate == path else f"{candidate} is"
         raise ExportError(
-            f"version {version} of {name!r} exists already ({base / str(version)}); "
-            "pass force=True (--force) to replace it, or choose another version."
+            f"export_dir {path} cannot hold exports: {where} a file, not a "
+            "directory. Choose a directory (--export-dir)."
         )
-    base.mkdir(parents=True, exist_ok=True)
-    remove_stale(base)
-    staging = _Staging(base, version, force)
+    return path
+
+
+def _make_directory(path: Path) -> None:
     try:
-        yield staging
-        if not staging.path.is_dir():
-            raise RuntimeError(f"nothing was written to {staging.path}")
-        _fsync_tree(staging.path)
-        _publish(staging)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(
+            f"cannot create {path}: {error.strerror or error}. Choose an export "
+            "directory you can write to (--export-dir)."
+        ) from None
+
+
+# Export names held by this process: lock file -> [open file, depth]. Re-entrant, so
+# a command may hold its name for its whole run while the library takes it again.
+_HELD_LOCKS: dict[str, list] = {}
+_HELD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def export_lock(export_dir: str | os.PathLike, name: str):
+    """Holds the export name `name` under `export_dir` for this process.
+
+    An exclusive `fcntl.flock` on `EXPORT_DIR/.NAME.lock` (beside the base path, so
+    TF Serving's base path holds only versions; the kernel releases it when the
+    process dies). A second process exporting the same name meanwhile gets an
+    ExportError "... in use by pid N" at once, before it converts or writes
+    anything. Re-entrant within a process. Creates `export_dir` if needed.
+    """
+    _check_name(name)
+    directory = check_export_dir(export_dir)
+    _make_directory(directory)
+    path = directory / f".{name}.lock"
+    key = os.path.realpath(path)
+    with _HELD_LOCKS_GUARD:
+        held = _HELD_LOCKS.get(key)
+        if held is None:
+            held = _HELD_LOCKS[key] = [_acquire(path, name), 0]
+        held[1] += 1
+    try:
+        yield path
     finally:
-        # After a publish this is gone, or (after a swap) holds the old version.
-        shutil.rmtree(staging.path, ignore_errors=True)
+        with _HELD_LOCKS_GUARD:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD_LOCKS[key]
+                held[0].close()
+
+
+def _acquire(path: Path, name: str):
+    """The open, flock-ed lock file with our pid in it; ExportError if held."""
+    try:
+        lock = open(path, "a+")
+    except OSError as error:
+        raise ExportError(
+            f"cannot create {path}: {error.strerror or error}. Choose an export "
+            "directory you can write to (--export-dir)."
+        ) from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        raise ExportError(
+            f"export name {name!r} in {path.parent} is in use by pid {holder} "
+            "(another export of it is running); wait for it to finish or choose "
+            "another --name."
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 def _publish(staging: _Staging) -> None:
@@ -373,6 +492,12 @@ def _replay(path: Path, signatures: Mapping, warmup: Mapping) -> None:
     if warmup and warmup_file.is_file():
         for signature_name, inputs in read_warmup_requests(warmup_file):
             loaded.signatures[signature_name](**inputs)
+
+
+def check_name(name) -> None:
+    """ExportError unless `name` can be an export name (a directory and TF
+    Serving's model name)."""
+    _check_name(name)
 
 
 def _check_name(name) -> None:
@@ -543,6 +668,7 @@ def export_classifier(
     version: int | str | None = None,
     force: bool = False,
     top_k: int = 5,
+    max_pixels: int | None = None,
 ) -> Path:
     """Exports an image classifier for TF Serving with two signatures.
 
@@ -552,7 +678,9 @@ def export_classifier(
     - `predict_images`: `image_bytes`, a string `(batch,)` of encoded PNG/JPEG/GIF/BMP
       files (JSON clients send `{"b64": ...}`); decoded, converted to the spec's
       channels, resized and normalised inside the graph by
-      `apps.data.images.preprocess`, as in training. Images may differ in size.
+      `apps.data.images.preprocess`, as in training. Images may differ in size;
+      one of more than `max_pixels` (width x height, read from its header) fails
+      the request (INVALID_ARGUMENT) before it is decoded.
 
     Both return `probabilities` float32 `(batch, classes)`, `class_ids` int64
     `(batch,)`, `class_names` string `(batch,)`, and the `top_k` best as
@@ -569,6 +697,8 @@ def export_classifier(
             `input_shape`, `channels`, `resize_mode`, `normalization`, `class_names`.
         name, export_dir, version, force: see `export_signatures`.
         top_k: how many best classes the `top_k_*` outputs list.
+        max_pixels: the largest image `predict_images` decodes; default
+            `apps.data.images.MAX_PIXELS` (40 megapixels).
 
     Returns:
         The version directory written, e.g. `saved_models/lenet5/3`.
@@ -588,6 +718,7 @@ def export_classifier(
             f"top_k must be a positive integer. Received: top_k={top_k!r}"
         )
     top_k = min(top_k, classes)
+    max_pixels = _check_max_pixels(max_pixels, image_ops)
     height, width, channels = spec["input_shape"]
     preprocess_options = {
         "image_size": (height, width),
@@ -639,9 +770,7 @@ def export_classifier(
             return outputs(images)
 
         def decode(data):
-            image = tf.io.decode_image(
-                data, channels=channels, dtype=tf.uint8, expand_animations=False
-            )
+            image = image_ops.decode_image_bytes(data, channels, max_pixels)
             return image_ops.preprocess(image, **preprocess_options)
 
         @tf.function(
@@ -689,12 +818,39 @@ def classifier_warmup(spec: Mapping, seed: int = 0) -> dict:
     }
 
 
+def _check_max_pixels(max_pixels, image_ops) -> int:
+    if max_pixels is None:
+        return image_ops.MAX_PIXELS
+    wrong_type = isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+    if wrong_type or max_pixels < 1:
+        raise ExportError(
+            "max_pixels must be a positive integer. "
+            f"Received: max_pixels={max_pixels!r}"
+        )
+    return max_pixels
+
+
 def _first_output(outputs):
     if isinstance(outputs, Mapping):
         outputs = list(outputs.values())
     if isinstance(outputs, (list, tuple)):
         return outputs[0]
     return outputs
+
+
+def check_classifier_spec(spec) -> dict:
+    """A classifier's preprocessing spec (its `preprocessing.json`) checked as
+    `export_classifier` checks it; ExportError naming the field that is wrong."""
+    from apps.data import images as image_ops
+
+    return _check_spec(spec, image_ops)
+
+
+def check_classifier_model(model, spec) -> int:
+    """The number of classes of a model that fits a checked spec (one image input
+    of its shape, `(batch, classes)` first output, one class name per class);
+    ExportError otherwise."""
+    return _check_classifier(model, spec)
 
 
 def _check_spec(spec, image_ops) -> dict:

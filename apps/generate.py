@@ -43,12 +43,14 @@ import sys
 import time
 from pathlib import Path
 
+from apps import cli
 from apps.cli import (
     UsageError,
     bad_input,
     check_builder_options,
     interrupted,
     model_options,
+    plural,
 )
 
 TASK = "generation"
@@ -58,6 +60,7 @@ DEFAULT_BETA_1 = 0.5
 QUALITY_FILE = "quality.json"
 BEST_MONITOR = "fid"  # best.keras: the lowest FID (the lowest g_loss without quality)
 SAMPLES_DIR = "samples"
+MODEL_PATH_HELP = "the model.keras of a `python -m apps.generate train` run"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,13 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands.add_parser("train", help="train a registered GAN"))
     _add_sample(commands.add_parser("sample", help="a PNG grid of generated images"))
     _add_export(commands.add_parser("export", help="the generator for TF Serving"))
-    return parser
+    return cli.documented(parser)
 
 
 def _add_train(parser):
-    from apps import training
-    from apps.generative.gan import LOSSES
-
     data = parser.add_argument_group("Data")
     data.add_argument(
         "--dataset",
@@ -106,7 +106,7 @@ def _add_train(parser):
         help="any builder argument, e.g. use_maxout=False (repeatable)",
     )
     optimisation = parser.add_argument_group("Optimisation")
-    optimisation.add_argument("--epochs", type=int, default=10)
+    optimisation.add_argument("--epochs", type=int, default=10, help="training epochs")
     optimisation.add_argument(
         "--steps-per-epoch",
         type=int,
@@ -124,7 +124,12 @@ def _add_train(parser):
         default=1,
         help="discriminator updates per generator update, k (default 1)",
     )
-    optimisation.add_argument("--loss", default="bce", choices=LOSSES)
+    optimisation.add_argument(
+        "--loss",
+        default="bce",
+        choices=cli.GAN_LOSSES,
+        help="bce: the original GAN's (non-saturating for G); lsgan: least squares",
+    )
     optimisation.add_argument(
         "--learning-rate",
         type=float,
@@ -147,13 +152,22 @@ def _add_train(parser):
         help="also save the run state every N steps (it is saved every epoch)",
     )
     distribution = parser.add_argument_group("Distribution and speed")
-    distribution.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
+    distribution.add_argument(
+        "--strategy",
+        default="auto",
+        choices=cli.STRATEGIES,
+        help=cli.STRATEGY_HELP,
+    )
     distribution.add_argument(
         "--devices",
         type=int,
         help="replicas; on a CPU-only machine, logical CPU devices",
     )
-    distribution.add_argument("--mixed-precision", action="store_true")
+    distribution.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="bfloat16 compute on CPUs, float16 on GPUs",
+    )
     distribution.add_argument("--jit", action="store_true", help="XLA-compile the step")
     quality = parser.add_argument_group("Quality")
     quality.add_argument(
@@ -192,7 +206,7 @@ def _add_train(parser):
 
 
 def _add_sample(parser):
-    parser.add_argument("--model-path", required=True)
+    parser.add_argument("--model-path", required=True, help=MODEL_PATH_HELP)
     parser.add_argument("--n", type=int, default=64, help="number of images")
     parser.add_argument(
         "--class",
@@ -206,9 +220,14 @@ def _add_sample(parser):
 
 
 def _add_export(parser):
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--export-dir", default="saved_models")
+    from apps.cli import add_export_format_options
+
+    add_export_format_options(parser, examples="fixed latent vectors")
+    parser.add_argument("--model-path", required=True, help=MODEL_PATH_HELP)
+    parser.add_argument("--name", required=True, help=cli.EXPORT_NAME_HELP)
+    parser.add_argument(
+        "--export-dir", default="saved_models", help=cli.EXPORT_DIR_HELP
+    )
     parser.add_argument("--version", help="integer; default: next after the highest")
     parser.add_argument(
         "--force", action="store_true", help="overwrite an existing version"
@@ -216,7 +235,7 @@ def _add_export(parser):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.parse_args(build_parser(), argv)
     from apps.data.datasets import DatasetError
     from apps.registry import UnknownModelError
     from apps.training import TrainingError
@@ -291,7 +310,12 @@ def train(args) -> int:
         monitors = []
         if chief:
             monitors.append(
-                callbacks.SampleGrid(run_dir / SAMPLES_DIR, n=args.samples, seed=seed)
+                callbacks.SampleGrid(
+                    run_dir / SAMPLES_DIR,
+                    n=args.samples,
+                    seed=seed,
+                    class_names=dataset_info.class_names,
+                )
             )
         if args.quality_samples:
             if classifier_path is None:
@@ -324,6 +348,7 @@ def train(args) -> int:
                     "arguments": vars(args),
                     "seed": seed,
                     "image_shape": list(image_shape),
+                    "class_names": list(dataset_info.class_names),
                     "quality_classifier": None
                     if not args.quality_samples
                     else str(classifier_path),
@@ -366,7 +391,8 @@ def train(args) -> int:
         training.write_json(run_dir / "metrics.json", metrics)
         fid = metrics.get("fid")
         print(
-            f"{args.model} on {dataset_info.name}: {metrics['epochs']} epochs, d_loss "
+            f"{args.model} on {dataset_info.name}: "
+            f"{plural(metrics['epochs'], 'epoch')}, d_loss "
             f"{metrics['d_loss']:.4f}, g_loss {metrics['g_loss']:.4f}"
             + (f", FID {fid:.3f}" if fid is not None else "")
             + f", {metrics['images_per_second'] or 0:,.0f} images/s on "
@@ -647,30 +673,90 @@ def load_gan(model_path):
 
 
 def sample(args) -> int:
-    from apps.generative.callbacks import save_grid
+    from apps.generative import callbacks
 
     if args.n < 1:
         raise UsageError(f"--n must be >= 1. Received: {args.n}")
     if args.columns is not None and args.columns < 1:
         raise UsageError(f"--columns must be >= 1. Received: {args.columns}")
+    with bad_input():
+        callbacks.grid_format(args.output)  # before the model loads
     gan = load_gan(args.model_path)
     with bad_input():
         images = gan.generate(args.n, labels=args.class_id, seed=args.seed)
+        labels = callbacks.class_labels(
+            gan,
+            gan.sample_labels(args.n, args.class_id),
+            _class_names(args.model_path),
+        )
     columns = args.columns
     if columns is None and gan.conditional and args.class_id is None:
         columns = gan.num_classes
-    path = save_grid(images, args.output, columns)
+    try:
+        path = callbacks.save_grid(images, args.output, columns, labels)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write --output {args.output}: {error.strerror or error}. "
+            "Choose a file in a directory you can write to."
+        ) from None
     print(f"wrote {args.n} images from {args.model_path} to {path}")
     return 0
+
+
+def _class_names(model_path):
+    """The dataset's class names from the run.json beside a trained model, if any."""
+    try:
+        record = json.loads((Path(model_path).parent / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    names = record.get("class_names") if isinstance(record, dict) else None
+    return names if isinstance(names, list) else None
 
 
 # export
 
 
 def export(args) -> int:
+    """Check -> load -> hold the name -> SavedModel, or an ONNX/LiteRT file of the
+    generator verified in its runtime (apps.export_formats)."""
+    from apps import export as exporter
+    from apps import export_formats
+    from apps.cli import file_export
 
+    with bad_input():  # everything refusable before the model loads
+        export_formats.check_request(
+            args.format,
+            args.quantize,
+            examples=args.verify_examples,
+            tolerance=args.tolerance,
+            max_accuracy_drop=args.max_accuracy_drop,
+        )
+        if args.max_accuracy_drop is not None:
+            raise UsageError(
+                "--max-accuracy-drop bounds a classifier's int8 accuracy; a "
+                "generator has none (its int8 difference from Keras is reported)."
+            )
+        exporter.check_name(args.name)
+        exporter.parse_version(args.version)
+        exporter.check_export_dir(args.export_dir)
     gan = load_gan(args.model_path)
-    with bad_input():
+    with bad_input(), exporter.export_lock(args.export_dir, args.name):
+        if args.format != "saved_model":
+            return file_export(
+                lambda: export_formats.export_generator_file(
+                    gan,
+                    args.format,
+                    name=args.name,
+                    export_dir=args.export_dir,
+                    version=args.version,
+                    force=args.force,
+                    quantize=args.quantize,
+                    examples=args.verify_examples
+                    or export_formats.GENERATOR_VERIFY_EXAMPLES,
+                    tolerance=args.tolerance,
+                ),
+                f"the generator of {args.model_path}",
+            )
         target = export_generator(
             gan,
             name=args.name,

@@ -14,10 +14,13 @@ benchmarks look them up here and nowhere else.
 import dataclasses
 import difflib
 import fnmatch
+import inspect
 import re
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from apps.recipes import Recipe
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _MAX_SUGGESTIONS = 3
@@ -66,6 +69,8 @@ class ModelInfo:
             (GoogLeNet's auxiliary classifiers), keyed by output layer name, or
             ``None``. Only the outputs the built model has apply.
         description: one line for listings.
+        recipe: how ``python -m apps.classify train`` trains it by default
+            (:class:`apps.recipes.Recipe`), or ``None`` for the command's defaults.
     """
 
     name: str
@@ -78,6 +83,7 @@ class ModelInfo:
     hyperparameters: tuple[str, ...] = ()
     loss_weights: Mapping[str, float] | None = None
     description: str = ""
+    recipe: Recipe | None = None
 
     def __post_init__(self):
         # Frozen all the way down: tuples and a read-only mapping.
@@ -103,6 +109,7 @@ def register_model(
     hyperparameters=(),
     loss_weights=None,
     description=None,
+    recipe=None,
 ):
     """Decorator registering a model builder under ``name`` (default: its name).
 
@@ -110,7 +117,9 @@ def register_model(
         name: registry name, lowercase letters, digits and ``_``; defaults to the
             decorated function's ``__name__``.
         family, paper, task, default_input_shape, min_input_size,
-        hyperparameters, loss_weights: the metadata, see :class:`ModelInfo`.
+        hyperparameters, loss_weights, recipe: the metadata, see
+            :class:`ModelInfo`; a recipe's model options must be arguments the
+            builder takes.
         description: one line; defaults to the first line of the docstring.
 
     Returns:
@@ -134,6 +143,7 @@ def register_model(
                 f"{previous.__module__}.{previous.__qualname__}); names must be "
                 "unique."
             )
+        _check_recipe(model_name, builder, recipe)
         doc = (builder.__doc__ or "").strip().splitlines()
         _REGISTRY[model_name] = ModelInfo(
             name=model_name,
@@ -146,10 +156,29 @@ def register_model(
             hyperparameters=hyperparameters,
             loss_weights=loss_weights,
             description=description if description is not None else (doc or [""])[0],
+            recipe=recipe,
         )
         return builder
 
     return decorator
+
+
+def _check_recipe(name, builder, recipe):
+    if recipe is None:
+        return
+    if not isinstance(recipe, Recipe):
+        raise ValueError(
+            f"{name}: recipe must be an apps.recipes.Recipe. Received: {recipe!r}"
+        )
+    parameters = inspect.signature(builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(recipe.model_options) - set(parameters))
+    if unknown:
+        raise ValueError(
+            f"{name}: the recipe's model_options {unknown} are not arguments of "
+            f"{builder.__qualname__}. Its arguments: {sorted(parameters)}"
+        )
 
 
 def list_models(pattern="*", task=None):

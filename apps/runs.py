@@ -43,7 +43,12 @@ class RunDirectory:
     >>> run.check(overwrite=False)     # "new", "resume" or "finished"; or raises
     >>> run.open(replace=False)        # after validation: lock (and replace)
     >>> run.close()                    # at the end (also on failure)
+
+    A subclass may name another `record` file and read its identity
+    (`identity_of`): `tuning.search.SearchDirectory` does, for `search.json`.
     """
+
+    record = RECORD  # the file that makes a directory a run of ours
 
     def __init__(self, path, command: str, model: str, dataset: str | None):
         self.path = Path(path)
@@ -67,6 +72,7 @@ class RunDirectory:
             )
         if not self._entries():
             return "new"
+        self._refuse_if_in_use()
         recorded = self._recorded_identity()
         if overwrite:
             return "replace"
@@ -78,33 +84,54 @@ class RunDirectory:
             )
         return "finished" if (self.path / FINISHED).exists() else "resume"
 
+    def _refuse_if_in_use(self) -> None:
+        """Another command holding the lock is named first: what it is running
+        does not matter, only that it is running there now."""
+        try:
+            probe = open(self.path / LOCK)
+        except OSError:
+            return
+        with probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise UsageError(_in_use(self.path, probe.read().strip())) from None
+            fcntl.flock(probe, fcntl.LOCK_UN)
+
     def _entries(self) -> list[str]:
         if not self.path.is_dir():
             return []
         return [name for name in os.listdir(self.path) if name != LOCK]
 
     def _recorded_identity(self) -> dict:
-        record = self.path / RECORD
+        record = self.path / self.record
         if not record.is_file():
             raise UsageError(
                 f"--output {self.path} is not empty and is not a run directory (it "
-                f"has no {RECORD}); nothing was touched. Choose a new or empty "
+                f"has no {self.record}); nothing was touched. Choose a new or empty "
                 "directory."
             )
         try:
-            data = json.loads(record.read_text())
-            arguments = data.get("arguments", {})
-            return {
-                "command": data["command"],
-                "model": arguments.get("model"),
-                "dataset": arguments.get("dataset"),
-            }
-        except (OSError, ValueError, KeyError, AttributeError) as error:
+            return self.identity_of(json.loads(record.read_text()))
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
             raise UsageError(
                 f"{record} is damaged ({type(error).__name__}), so the run in "
                 f"--output {self.path} cannot be identified; nothing was touched. "
                 "Choose another --output, or delete that directory yourself."
             ) from None
+
+    @staticmethod
+    def identity_of(data) -> dict:
+        """The identity (command, model, dataset) a record holds; raises
+        KeyError, AttributeError or TypeError for a record that holds none."""
+        arguments = data.get("arguments", {})
+        return {
+            "command": data["command"],
+            "model": arguments.get("model"),
+            "dataset": arguments.get("dataset"),
+        }
 
     def say_finished(self) -> None:
         print(
@@ -123,6 +150,7 @@ class RunDirectory:
         """
         if not replace:
             self._create_and_lock(self.path)
+            self._mark()
             return
         self._create_and_lock(self.path)  # no one else may be using the old run
         old_lock, aside = self._lock, self.path.with_name(
@@ -135,6 +163,27 @@ class RunDirectory:
         finally:
             old_lock.close()
         shutil.rmtree(aside, ignore_errors=True)
+        self._mark()
+
+    def marker(self) -> dict | None:
+        """The record written as soon as the directory is locked, so that a kill
+        before the command writes its full record leaves a directory that the
+        same command still recognises (and resumes); None writes nothing."""
+        return {
+            "command": self.identity["command"],
+            "arguments": {
+                "model": self.identity["model"],
+                "dataset": self.identity["dataset"],
+            },
+        }
+
+    def _mark(self) -> None:
+        record, marker = self.path / self.record, self.marker()
+        if marker is None or record.exists():
+            return
+        temporary = self.path / f".{self.record}.tmp"
+        temporary.write_text(json.dumps(marker, indent=2) + "\n")
+        os.replace(temporary, record)
 
     def _create_and_lock(self, path: Path) -> None:
         try:
@@ -152,12 +201,9 @@ class RunDirectory:
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             lock.seek(0)
-            holder = lock.read().strip() or "unknown"
+            holder = lock.read().strip()
             lock.close()
-            raise UsageError(
-                f"--output {path} is in use by pid {holder} (another command is "
-                "training there); wait for it to finish or choose another --output."
-            ) from None
+            raise UsageError(_in_use(path, holder)) from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
@@ -171,14 +217,31 @@ class RunDirectory:
             return
         self._lock.close()
         self._lock = None
-        if self._created and not self._entries():
+        if self._created and not self._entries_besides_marker():
             shutil.rmtree(self.path, ignore_errors=True)
+
+    def _entries_besides_marker(self) -> list[str]:
+        entries = self._entries()
+        if entries != [self.record]:
+            return entries
+        try:
+            written = json.loads((self.path / self.record).read_text())
+        except (OSError, ValueError):
+            return entries
+        return [] if written == self.marker() else entries
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _in_use(path, holder: str) -> str:
+    return (
+        f"--output {path} is in use by pid {holder or 'unknown'} (another command "
+        "is working there); wait for it to finish or choose another --output."
+    )
 
 
 def _describe(identity: dict) -> str:

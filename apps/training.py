@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class TrainOptions:
     `bn_recalibration_steps`: training batches over which `fit` recomputes the
     BatchNorm statistics with the final weights before saving (`apps.batch_norm`;
     0 = off; models without BatchNormalization are left alone).
+    `warmup_epochs`: the learning rate rises linearly over the first epochs
+    (`constant` and `cosine` schedules; the cosine then decays over the rest).
+    `label_smoothing`: classifiers train on `(1 - eps) * one_hot + eps / classes`.
     """
 
     epochs: int = 10
@@ -77,6 +81,8 @@ class TrainOptions:
     momentum: float = 0.9
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
     early_stopping: int | None = None
     strategy: str = "auto"
     devices: int | None = None
@@ -105,15 +111,38 @@ class TrainOptions:
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("strategy", self.strategy, STRATEGIES)
         _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if self.learning_rate is not None and not self.learning_rate > 0:
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
             raise ValueError(
-                "learning_rate must be > 0. "
+                "learning_rate must be > 0 and finite. "
                 f"Received: learning_rate={self.learning_rate!r}"
             )
         if not 0 <= self.weight_decay < 1:
             raise ValueError(
                 "weight_decay must be in [0, 1). "
                 f"Received: weight_decay={self.weight_decay!r}"
+            )
+        self._check_warmup_and_smoothing()
+
+    def _check_warmup_and_smoothing(self):
+        if (
+            not isinstance(self.warmup_epochs, int)
+            or isinstance(self.warmup_epochs, bool)
+            or not 0 <= self.warmup_epochs < self.epochs
+        ):
+            raise ValueError(
+                f"warmup_epochs must be an integer in [0, epochs={self.epochs}). "
+                f"Received: warmup_epochs={self.warmup_epochs!r}"
+            )
+        if self.warmup_epochs and self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                "warmup_epochs works with the constant and cosine schedules "
+                f"(rsqrt has its own warm-up). Received: lr_schedule="
+                f"{self.lr_schedule!r}, warmup_epochs={self.warmup_epochs}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                "label_smoothing must be in [0, 1). "
+                f"Received: label_smoothing={self.label_smoothing!r}"
             )
 
     @property
@@ -253,16 +282,20 @@ def compile_classifier(model: keras.Model, options: TrainOptions, loss_weights=N
     For a model with several outputs (GoogLeNet's auxiliary heads), the first output
     is the main one: loss = main + sum(weight * aux), accuracy reported on the main
     output only. `loss_weights` maps output names to weights (missing -> 1.0).
+    With `options.label_smoothing` every output's loss is smoothed.
     """
     names = output_names(model)
+    loss = "sparse_categorical_crossentropy"
+    if options.label_smoothing:
+        loss = SmoothedSparseCrossentropy(options.label_smoothing)
     if len(names) == 1:
-        loss, weights = "sparse_categorical_crossentropy", None
+        weights = None
         metrics = [
             "accuracy",
             keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
         ]
     else:
-        loss = {name: "sparse_categorical_crossentropy" for name in names}
+        loss = {name: loss for name in names}
         weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in names}
         metrics = {names[0]: ["accuracy"]}
     model.compile(
@@ -274,6 +307,33 @@ def compile_classifier(model: keras.Model, options: TrainOptions, loss_weights=N
         steps_per_execution=options.steps_per_execution,
     )
     return model
+
+
+@keras.saving.register_keras_serializable(package="apps.training")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against predicted probabilities, with label
+    smoothing (Szegedy et al., 2016): the target is `(1 - eps) * one_hot + eps / K`
+    over the K classes. Keras's sparse cross-entropy has no smoothing; this is the
+    categorical one on one-hot labels."""
+
+    def __init__(
+        self, label_smoothing=0.1, name="smoothed_sparse_crossentropy", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        if len(y_true.shape) == len(y_pred.shape):  # (batch, 1) labels
+            y_true = keras.ops.squeeze(y_true, axis=-1)
+        one_hot = keras.ops.one_hot(
+            keras.ops.cast(y_true, "int32"), y_pred.shape[-1], dtype=y_pred.dtype
+        )
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def output_names(model: keras.Model) -> list[str]:
@@ -314,39 +374,88 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Training images per second: first to last step of each epoch (validation
-    excluded), leaving out the first epoch, which includes tracing."""
+    """Training images per second, for metrics.json's ``images_per_second``.
+
+    Timed from step to step (validation excluded). The first call of each traced
+    step function (the session's lone first step, and the first group of a
+    ``steps_per_execution`` loop) is left out: it includes tracing, which made a
+    1-epoch run report a tenth of the steady rate. ``epoch_times`` keeps each
+    epoch's whole time (first step to last) and step count.
+    """
 
     def __init__(self, global_batch_size: int):
         super().__init__()
         self.global_batch_size = global_batch_size
         self.epoch_times: list[tuple[float, int]] = []
+        self.steady_times: list[tuple[float, int]] = []
+        self._traced = set()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = self._last = time.perf_counter()
+        self._start = self._last = self._steady_start = time.perf_counter()
         self._first = None
-        self._steps = 0
+        self._steps = self._steady_steps = 0
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._first is None:
             self._first = batch
+        self._group_start = batch
 
     def on_train_batch_end(self, batch, logs=None):
         # From batch indices: one call can end a group of steps_per_execution.
+        count = batch + 1 - self._group_start
         self._steps = batch + 1 - self._first
         self._last = time.perf_counter()
+        traced = count > 1  # one step alone, or the grouped loop: two functions
+        if traced in self._traced:
+            self._steady_steps += count
+        else:  # this call traced its function: time from its end
+            self._traced.add(traced)
+            self._steady_start, self._steady_steps = self._last, 0
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_times.append((self._last - self._start, self._steps))
+        self.steady_times.append((self._last - self._steady_start, self._steady_steps))
 
     @property
     def images_per_second(self) -> float | None:
-        measured = self.epoch_times[1:] or self.epoch_times
-        seconds = sum(duration for duration, _ in measured)
-        steps = sum(count for _, count in measured)
-        if not seconds or not steps:
-            return None
-        return steps * self.global_batch_size / seconds
+        """Global images per second over the steps after tracing (all epochs of
+        this session); the whole epochs where no step was left after it."""
+        for measured in (self.steady_times, self.epoch_times):
+            seconds = sum(duration for duration, _ in measured)
+            steps = sum(count for _, count in measured)
+            if seconds > 0 and steps:
+                return steps * self.global_batch_size / seconds
+        return None
+
+
+class HistoryLogger(keras.callbacks.CSVLogger):
+    """history.csv: Keras's CSVLogger without its empty ``val_*`` columns.
+
+    Keras adds a ``val_<key>`` column for every key when the first epoch has no
+    validation logs (for a later ``validation_freq``); the loop validates every
+    epoch or never, so those columns would stay NA (a GAN's 11 of them). A resumed
+    session appends under the file's own header, whatever its columns.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._header = _csv_header(self.filename) if self.append else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None:
+            self.keys = self._header[1:] if self._header else sorted(logs or {})
+        super().on_epoch_end(epoch, logs)
+
+
+def _csv_header(path) -> list[str] | None:
+    import csv
+
+    try:
+        with open(path, newline="") as file:
+            header = next(csv.reader(file), None)
+    except OSError:
+        return None
+    return header if header and header[0] == "epoch" else None
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
@@ -375,12 +484,15 @@ def _learning_rate_callback(options, monitor, mode):
         return _LearningRateLog()
     if options.lr_schedule == "cosine":
         return keras.callbacks.LearningRateScheduler(
-            cosine_schedule(base, options.epochs)
+            cosine_schedule(base, options.epochs, options.warmup_epochs)
         )
     if options.lr_schedule == "constant":
         # Set at every epoch, so that a run resumed after a fix (a lower
         # --learning-rate after a NaN) uses the new rate, not the saved one.
-        return keras.callbacks.LearningRateScheduler(lambda epoch: base)
+        warmup = options.warmup_epochs
+        return keras.callbacks.LearningRateScheduler(
+            lambda epoch: base * min(1.0, (epoch + 1) / (warmup + 1))
+        )
     return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, patience=2)
 
 
@@ -401,12 +513,19 @@ def best_so_far(run_dir, monitor: str, mode: str) -> float | None:
     return max(values) if higher else min(values)
 
 
-def cosine_schedule(base: float, epochs: int):
+def cosine_schedule(base: float, epochs: int, warmup_epochs: int = 0):
     """Cosine decay per epoch, from `base` to 1 % of it; a pure function of the epoch,
-    so a resumed run gets exactly the learning rate it would have had."""
+    so a resumed run gets exactly the learning rate it would have had.
+
+    With `warmup_epochs` W the rate first rises linearly, `base * (e + 1) / (W + 1)`
+    at epoch `e < W` (Goyal et al.'s gradual warm-up, per epoch), and the cosine
+    runs over the remaining `epochs - W` epochs."""
 
     def schedule(epoch, learning_rate=None):
-        progress = min(epoch / max(epochs, 1), 1.0)
+        if epoch < warmup_epochs:
+            return base * (epoch + 1) / (warmup_epochs + 1)
+        decay_epochs = max(epochs - warmup_epochs, 1)
+        progress = min((epoch - warmup_epochs) / decay_epochs, 1.0)
         return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     return schedule
@@ -478,7 +597,7 @@ def make_callbacks(
             save_best_only=True,
             initial_value_threshold=best_so_far(run_dir, monitor, mode),
         ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        HistoryLogger(str(run_dir / "history.csv"), append=True),
         EpochTensorBoard(str(run_dir / "tensorboard")),
     ]
     if options.early_stopping:
@@ -491,6 +610,67 @@ def make_callbacks(
             )
         )
     return callbacks
+
+
+PROGRESS_SECONDS = 30.0  # ProgressLine's interval
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """A short line during the epoch, at most one every `seconds`, where Keras prints
+    one line per epoch (output that is not a terminal: a pipe, a log file), so that
+    a long epoch is not minutes of silence::
+
+        epoch 3/10, step 120/469: loss 0.4123, 1,234 images/s, 45 s
+
+    The images/s are those since the previous line; the seconds, the epoch's so far.
+    A line can only come between two calls of the step function (every
+    ``steps_per_execution`` steps). `clock` and `stream` are for tests.
+    """
+
+    def __init__(
+        self,
+        epochs: int,
+        steps: int,
+        global_batch_size: int,
+        seconds: float | None = None,
+        clock=time.monotonic,
+        stream=None,
+    ):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.global_batch_size = global_batch_size
+        self.seconds = PROGRESS_SECONDS if seconds is None else seconds
+        self.clock, self.stream = clock, stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = self._last = self.clock()
+        self._last_step = None  # a resumed epoch starts part-way
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_step is None:
+            self._last_step = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self.clock()
+        if now - self._last < self.seconds:
+            return
+        done = batch + 1
+        images = (done - self._last_step) * self.global_batch_size
+        losses = ", ".join(
+            f"{key} {float(value):.4f}"
+            for key, value in sorted((logs or {}).items())
+            if key.endswith("loss")
+        )
+        print(
+            f"epoch {self._epoch + 1}/{self.epochs}, step {done}/{self.steps}: "
+            f"{losses + ', ' if losses else ''}"
+            f"{images / max(now - self._last, 1e-9):,.0f} images/s, "
+            f"{now - self._start:.0f} s",
+            file=self.stream or sys.stdout,
+            flush=True,
+        )
+        self._last, self._last_step = now, done
 
 
 # Fit and the run directory
@@ -532,12 +712,15 @@ def fit(
         monitor = "val_loss" if validation is not None else "loss"
     verbose = _verbosity(options.verbose) if workspace.chief else 0
     steps = options.steps_per_epoch or _known_steps(train)
+    # One line per epoch (verbose 2, not a terminal): also a line every 30 s.
+    progress = [ProgressLine(options.epochs, steps, throughput.global_batch_size)]
     callbacks = keras.callbacks.CallbackList(
         # Extra callbacks first: what they add to the logs (a GAN's FID) reaches
         # the checkpoint, history.csv and TensorBoard.
         [
             *extra_callbacks,
             *make_callbacks(workspace.path, options, throughput, monitor),
+            *(progress if verbose == 2 else []),
         ],
         add_history=True,
         add_progbar=verbose != 0,

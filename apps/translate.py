@@ -45,12 +45,14 @@ import sys
 import time
 from pathlib import Path
 
+from apps import cli
 from apps.cli import (
     UsageError,
     bad_input,
     check_builder_options,
     interrupted,
     model_options,
+    plural,
 )
 
 DEFAULT_MODEL = "transformer"
@@ -71,12 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("translate", help="normalise dates given as arguments")
     )
     _add_export(commands.add_parser("export", help="SavedModel for TF Serving"))
-    return parser
+    return cli.documented(parser)
 
 
 def _add_train(parser):
-    from apps import training
-
     data = parser.add_argument_group("Data")
     data.add_argument(
         "--validation-examples",
@@ -105,7 +105,7 @@ def _add_train(parser):
         help="any builder argument, e.g. num_layers=3 (repeatable)",
     )
     optimisation = parser.add_argument_group("Optimisation")
-    optimisation.add_argument("--epochs", type=int, default=15)
+    optimisation.add_argument("--epochs", type=int, default=15, help="training epochs")
     optimisation.add_argument(
         "--steps-per-epoch",
         type=int,
@@ -115,15 +115,27 @@ def _add_train(parser):
     optimisation.add_argument(
         "--batch-size", type=int, default=64, help="per replica (default 64)"
     )
-    optimisation.add_argument("--learning-rate", type=float)
     optimisation.add_argument(
-        "--optimizer", default="adam", choices=training.OPTIMIZERS
+        "--learning-rate",
+        type=float,
+        help="peak rate (default: the optimiser's usual rate, "
+        + ", ".join(f"{k} {v:g}" for k, v in cli.DEFAULT_LEARNING_RATES.items())
+        + ")",
     )
-    optimisation.add_argument("--weight-decay", type=float, default=0.0)
+    optimisation.add_argument(
+        "--optimizer", default="adam", choices=cli.OPTIMIZERS, help="the optimiser"
+    )
+    optimisation.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="as in apps.classify train: L2 for sgd/momentum/adagrad/rmsprop, "
+        "decoupled (AdamW) for adam; biases and norms are not decayed",
+    )
     optimisation.add_argument(
         "--lr-schedule",
         default="cosine",
-        choices=training.LR_SCHEDULES,
+        choices=cli.LR_SCHEDULES,
         help="per epoch: cosine (default), constant, plateau; per step: rsqrt, "
         "Vaswani et al.'s linear warm-up over 4%% of the steps to --learning-rate, "
         "then 1/sqrt(step) decay",
@@ -143,7 +155,12 @@ def _add_train(parser):
         help="also save the run state every N steps (it is saved every epoch)",
     )
     distribution = parser.add_argument_group("Distribution")
-    distribution.add_argument("--strategy", default="auto", choices=training.STRATEGIES)
+    distribution.add_argument(
+        "--strategy",
+        default="auto",
+        choices=cli.STRATEGIES,
+        help=cli.STRATEGY_HELP,
+    )
     distribution.add_argument(
         "--devices",
         type=int,
@@ -188,9 +205,18 @@ def _add_translate(parser):
 
 
 def _add_export(parser):
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--export-dir", default="saved_models")
+    from apps.cli import add_export_format_options
+
+    add_export_format_options(parser, file_formats=False)
+    parser.add_argument(
+        "--model-path",
+        required=True,
+        help="a run directory (its model.keras) or a .keras file",
+    )
+    parser.add_argument("--name", required=True, help=cli.EXPORT_NAME_HELP)
+    parser.add_argument(
+        "--export-dir", default="saved_models", help=cli.EXPORT_DIR_HELP
+    )
     parser.add_argument("--version", help="integer; default: next after the highest")
     parser.add_argument(
         "--force", action="store_true", help="overwrite an existing version"
@@ -198,7 +224,7 @@ def _add_export(parser):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = cli.parse_args(build_parser(), argv)
     from apps.registry import UnknownModelError
     from apps.training import TrainingError
 
@@ -326,7 +352,8 @@ def train(args, extra_callbacks=()) -> int:
         training.write_json(run_dir / "metrics.json", metrics)
         print(
             f"{args.model}: exact match {results['test_exact_match']:.2%} on "
-            f"{results['test_examples']} held-out dates, {metrics['epochs']} epochs, "
+            f"{results['test_examples']} held-out dates, "
+            f"{plural(metrics['epochs'], 'epoch')}, "
             f"{metrics['examples_per_second'] or 0:,.0f} examples/s, "
             f"{metrics['wall_seconds']:.0f} s. Run directory: {run_dir}"
         )
@@ -579,43 +606,68 @@ def export(args) -> int:
     from apps import export as exporter
     from apps.sequence import decoding, text
 
+    _check_export_request(args)
     model = load_translator(args.model_path)
     _, max_target_length = text.max_lengths(model)
     samples = [SAMPLE_TEXT, "may 4, 2001", "04/07/1976", "", "31 February 2001"]
     try:
-        target = exporter.export_signatures(
-            {SIGNATURE: decoding.serving_function(model)},
-            name=args.name,
-            export_dir=args.export_dir,
-            version=args.version,
-            force=args.force,
-            track=[model],
-            warmup={
-                SIGNATURE: [
-                    {"text": np.array([sample.encode() for sample in samples[:1]])},
-                    {"text": np.array([sample.encode() for sample in samples])},
-                ]
-            },
-            extra_assets={
-                "translator.json": json.dumps(
-                    {
-                        "model": model.name,
-                        "inputs": {"text": "string (batch,)"},
-                        "outputs": {
-                            "date": "string (batch,), empty when not valid",
-                            "valid": "bool (batch,)",
+        with exporter.export_lock(args.export_dir, args.name):
+            target = exporter.export_signatures(
+                {SIGNATURE: decoding.serving_function(model)},
+                name=args.name,
+                export_dir=args.export_dir,
+                version=args.version,
+                force=args.force,
+                track=[model],
+                warmup={
+                    SIGNATURE: [
+                        {"text": np.array([sample.encode() for sample in samples[:1]])},
+                        {"text": np.array([sample.encode() for sample in samples])},
+                    ]
+                },
+                extra_assets={
+                    "translator.json": json.dumps(
+                        {
+                            "model": model.name,
+                            "inputs": {"text": "string (batch,)"},
+                            "outputs": {
+                                "date": "string (batch,), empty when not valid",
+                                "valid": "bool (batch,)",
+                            },
+                            "max_output_length": max_target_length,
+                            "decoding": "greedy",
                         },
-                        "max_output_length": max_target_length,
-                        "decoding": "greedy",
-                    },
-                    indent=2,
-                )
-            },
-        )
+                        indent=2,
+                    )
+                },
+            )
     except exporter.ExportError as error:
         raise UsageError(str(error)) from error
     print(f"exported {args.model_path} to {target}")
     return 0
+
+
+def _check_export_request(args) -> None:
+    """Refuses, before the model loads, what the export cannot do (exit 2)."""
+    from apps import export as exporter
+    from apps import export_formats
+
+    reason = (
+        "the translator cannot be held in {}: its serving graph takes and returns "
+        "strings (tokenisation, vocabulary lookups, greedy decoding in a loop), "
+        "which {}; export it as --format saved_model (the default) for TF Serving."
+    )
+    refused = {
+        "onnx": reason.format("ONNX", "ONNX has no standard ops for"),
+        "litert": reason.format(
+            "LiteRT", "LiteRT runs only with TensorFlow's Select (Flex) ops"
+        ),
+    }
+    with bad_input():
+        export_formats.check_request(args.format, refused=refused)
+        exporter.check_name(args.name)
+        exporter.parse_version(args.version)
+        exporter.check_export_dir(args.export_dir)
 
 
 if __name__ == "__main__":

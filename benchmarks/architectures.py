@@ -67,6 +67,8 @@ def main(argv=None):
             str(args.steps_per_epoch),
             "--batch-size",
             str(args.batch_size),
+            "--recipe",
+            "none",  # one budget, the defaults: no recipes
             "--seed",
             "0",
             "--output",

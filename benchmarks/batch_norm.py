@@ -86,6 +86,8 @@ def _train_command(args, momentum, run_dir):
         str(args.steps_per_epoch),
         "--batch-size",
         str(args.batch_size),
+        "--recipe",
+        "none",  # the published figure: the defaults, no recipe
         "--seed",
         "0",
         "--output",

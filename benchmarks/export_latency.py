@@ -1,13 +1,20 @@
-"""Latency and throughput of an exported classifier next to the Keras model itself.
+"""Latency and throughput of an exported classifier, in every format, next to the
+Keras model itself.
 
     python benchmarks/export_latency.py --model lenet5 --repeats 200
 
 Exports the model with `apps.export.export_classifier` into a temporary directory,
-loads it back with `tf.saved_model.load` (what TF Serving runs, minus the RPC), and
-times on the same inputs, on this machine's CPU:
+loads it back with `tf.saved_model.load` (what TF Serving runs, minus the RPC),
+exports it with `apps.export_formats` as ONNX and LiteRT files (float32, and int8
+calibrated on Fashion-MNIST training images; each verified against Keras before it
+is used), loads those in ONNX Runtime and LiteRT's interpreter (as many threads as
+the machine has CPUs), and times on the same inputs, on this machine's CPU:
 
 - `saved_model serving_default`: the exported float-image signature;
 - `saved_model predict_images`: the image-bytes signature (PNG decode + resize inside);
+- `onnxruntime`, `litert float32`, `litert int8` (`--formats`): the files'
+  `images -> probabilities`, the same computation as `serving_default`'s
+  probabilities;
 - `model.predict(x)`: Keras's batch-inference loop;
 - `model(x)`: a direct eager call of the Keras model.
 
@@ -32,6 +39,19 @@ from pathlib import Path
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export_latency.json"
 WARMUP_CALLS = 10
+# --formats: label -> (format, quantisation)
+FILE_FORMATS = {
+    "onnx": ("onnx", None),
+    "litert": ("litert", None),
+    "litert-int8": ("litert", "int8"),
+    "litert-float16": ("litert", "float16"),
+}
+LABELS = {
+    "onnx": "onnxruntime",
+    "litert": "litert float32",
+    "litert-int8": "litert int8",
+    "litert-float16": "litert float16",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=256,
         help="batch for the throughput measurement (default 256)",
     )
+    parser.add_argument(
+        "--formats",
+        default="onnx,litert,litert-int8",
+        help=f"comma-separated, of {', '.join(FILE_FORMATS)}; 'none' for the "
+        "SavedModel and Keras only (default onnx,litert,litert-int8)",
+    )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
 
@@ -63,6 +89,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.repeats < 2 or args.batch_size < 1:
         raise SystemExit("--repeats must be >= 2 and --batch-size >= 1")
+    formats = [] if args.formats == "none" else args.formats.split(",")
+    unknown = sorted(set(formats) - set(FILE_FORMATS))
+    if unknown:
+        raise SystemExit(f"--formats: unknown {unknown}; choose from {FILE_FORMATS}")
     load_before = os.getloadavg()[0]
     import numpy as np
     import tensorflow as tf
@@ -96,6 +126,11 @@ def main(argv=None) -> int:
             ),
             "model(x)": lambda x: np.asarray(model(x, training=False)),
         }
+        files = {
+            LABELS[label]: _file_contender(model, spec, label, directory)
+            for label in formats
+        }
+        contenders.update({label: run for label, (run, _) in files.items()})
         large_repeats = max(3, args.repeats // 20)
         latencies = _interleaved(contenders, single, args.repeats)
         batch_times = _interleaved(contenders, batch, large_repeats)
@@ -124,6 +159,7 @@ def main(argv=None) -> int:
         "repeats_large_batch": large_repeats,
         "batch_size": args.batch_size,
         "export_seconds": export_seconds,
+        "files": {label: record for label, (_, record) in files.items()},
         "results": results,
         "machine": {
             "cpu": _cpu_name(),
@@ -161,8 +197,46 @@ def _classifier(args):
         "normalization": "unit",
         "class_names": [f"class_{i}" for i in range(10)],
         "model": args.model,
+        "dataset": "fashion_mnist",  # verification and int8 calibration images
     }
     return model, spec
+
+
+def _file_contender(model, spec, label, directory):
+    """An ONNX/LiteRT export of the model, verified, loaded in its runtime: the
+    call to time and what the export reported."""
+    import numpy as np
+
+    from apps import export_formats
+
+    fmt, quantize = FILE_FORMATS[label]
+    started = time.perf_counter()
+    target, check = export_formats.export_classifier_file(
+        model,
+        spec,
+        fmt,
+        name=label,
+        export_dir=directory,
+        quantize=quantize,
+        examples=256,
+        max_accuracy_drop=100.0,  # random weights: the accuracy means nothing
+    )
+    seconds = time.perf_counter() - started
+    path = target / export_formats.MODEL_FILES[fmt]
+    run = export_formats.runtime_session(fmt, path, num_threads=os.cpu_count())
+
+    def call(x):
+        return np.asarray(run({"images": x})["probabilities"])
+
+    record = {
+        "export_seconds": seconds,
+        "file_bytes": path.stat().st_size,
+        "threads": os.cpu_count(),
+        "max_abs_diff": check.max_abs_diff,
+        "top1_agreement": check.top1_agreement,
+        "verified_on": check.source,
+    }
+    return call, record
 
 
 def _interleaved(contenders, inputs, repeats):

@@ -235,7 +235,7 @@ class TransposedConv2D(keras.layers.Layer):
             tf.cast(self.kernel, inputs.dtype),
             output_shape=tf.stack([batch, height, width, self.filters]),
             strides=(1, *self.strides, 1),
-            padding=[[0, 0], list(paddings[0]), list(paddings[1]), [0, 0]],
+            padding=self._padding_argument(paddings),
         )
         # conv2d_transpose loses the static shape when output_shape is a tensor.
         outputs = tf.ensure_shape(outputs, self.compute_output_shape(inputs.shape))
@@ -244,6 +244,22 @@ class TransposedConv2D(keras.layers.Layer):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
+
+    def _padding_argument(self, paddings):
+        """``"VALID"`` or ``"SAME"`` where either means these explicit paddings,
+        else the explicit list: the same convolution, but LiteRT's TRANSPOSE_CONV
+        (and so the export to LiteRT) knows only the two named paddings. ``"SAME"``
+        fits unless the output is a whole stride shorter than ``n * s`` (an even
+        kernel with ``output_padding=0``), which TensorFlow's rule rejects."""
+        if all(pair == (0, 0) for pair in paddings):
+            return "VALID"
+        output_padding = self.output_padding or (None, None)
+        if self.padding == "same" and all(
+            p is None or k % 2 + p >= 1
+            for k, p in zip(self.kernel_size, output_padding, strict=True)
+        ):
+            return "SAME"
+        return [[0, 0], list(paddings[0]), list(paddings[1]), [0, 0]]
 
     def compute_output_shape(self, input_shape):
         height, width = self._output_lengths(input_shape[1:3])

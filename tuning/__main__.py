@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(commands.add_parser("search", help="run (or resume) a search"))
     show = commands.add_parser("show", help="print the trials of a search")
     show.add_argument("directory", help="the --output of a search")
-    return parser
+    from apps.cli import documented  # imports no TensorFlow (apps/__init__)
+
+    return documented(parser)
 
 
 def _add_search(parser):
@@ -53,7 +55,7 @@ def _add_search(parser):
         "--validation-split",
         type=float,
         default=0.1,
-        help="share of the training split the objective is measured on (0.1)",
+        help="share of the training split the objective is measured on",
     )
     data.add_argument("--augment", default="none", help="as apps.classify's")
     model = parser.add_argument_group("Model")
@@ -71,13 +73,20 @@ def _add_search(parser):
         help="a fixed builder argument, e.g. fc_units=512 (repeatable)",
     )
     tuner = parser.add_argument_group("Search")
-    tuner.add_argument("--tuner", default="random", choices=search_lib.TUNERS)
-    tuner.add_argument("--max-trials", type=int, default=10, help="(default 10)")
+    tuner.add_argument(
+        "--tuner",
+        default="random",
+        choices=search_lib.TUNERS,
+        help="Keras Tuner's random search, Hyperband or Bayesian optimisation",
+    )
+    tuner.add_argument(
+        "--max-trials", type=int, default=10, help="hyper-parameter sets to try"
+    )
     tuner.add_argument(
         "--hyperband-factor",
         type=int,
         default=3,
-        help="Hyperband: keep 1/F of the trials per round, F x the epochs (3)",
+        help="Hyperband: keep 1/F of the trials per round, F x the epochs",
     )
     tuner.add_argument(
         "--max-retries-per-trial",
@@ -93,9 +102,13 @@ def _add_search(parser):
     )
     optimisation = parser.add_argument_group("Optimisation (every trial)")
     optimisation.add_argument(
-        "--epochs", type=int, default=2, help="per trial (Hyperband: at most; 2)"
+        "--epochs", type=int, default=2, help="per trial (Hyperband: at most)"
     )
-    optimisation.add_argument("--steps-per-epoch", type=int)
+    optimisation.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        help="training batches per epoch (default: one pass over the training share)",
+    )
     optimisation.add_argument(
         "--eval-steps", type=int, help="limit validation to N batches"
     )
@@ -164,19 +177,29 @@ def show(args) -> int:
 
 
 def search(args) -> int:
-    """Check everything -> strategy -> hypermodel -> tuner -> trials -> record."""
+    """Check everything -> lock --output -> record -> tuner -> trials -> reports.
+
+    --output is opened as a train command opens its run directory (apps.runs):
+    refused unless new, empty or a search of the same model and dataset; locked
+    (a second search on it fails at once); --overwrite replaces it only after
+    every check. In a distributed search only the chief opens and locks it.
+    """
     from apps import cli, data, training
     from tuning import hypermodels
 
     started = time.perf_counter()
     _check_numbers(args)
     role = search_lib.distributed_role()
+    owner = role is None or role.chief  # writes (and locks) the search directory
     output = Path(args.output)
-    with cli.bad_input():  # every check before any trial starts
+    with cli.bad_input():  # every check before anything is written
         model_name = hypermodels.resolve_model(args.model)
         builder_options = cli.model_options(args.model_option)
         augment = data.images.parse_augment(args.augment)
         _check_output(output, args, model_name)
+        run = search_lib.search_directory(output, model_name, args.dataset)
+        kind = run.check(args.overwrite) if owner else None
+        search_lib.check_tuner(args.tuner)
         options = training.TrainOptions(
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
@@ -190,7 +213,6 @@ def search(args) -> int:
         strategy = training.setup(options)
         dataset_info = data.describe(args.dataset)
         spec = _preprocessing_spec(dataset_info, model_name)
-        # All data checks before anything is written (keras_tuner/, search.json).
         folder, loaded = _load_data(args, spec, options, strategy, augment, role)
         hypermodel = hypermodels.hypermodel_for(
             model_name,
@@ -199,52 +221,59 @@ def search(args) -> int:
             options=options,
             **builder_options,
         )
-        tuner = search_lib.make_tuner(
-            args.tuner,
-            hypermodel,
+
+    if owner:
+        run.open(replace=kind == "replace")
+    try:
+        if owner:  # the marker first: from here on the directory is this search's
+            _write_search_record(output, args, model_name, spec, strategy, role)
+            if folder is not None:
+                training.write_json(output / data.folders.SPLIT_FILE, folder.to_json())
+        with cli.bad_input():
+            tuner = search_lib.make_tuner(
+                args.tuner,
+                hypermodel,
+                output,
+                max_trials=args.max_trials,
+                epochs=args.epochs,
+                hyperband_factor=args.hyperband_factor,
+                seed=args.seed,
+                max_retries_per_trial=args.max_retries_per_trial,
+                max_consecutive_failed_trials=args.max_consecutive_failed_trials,
+                strategy=strategy,
+                overwrite=False,  # --overwrite: run.open replaced the directory
+            )
+        if owner:
+            tuner.save()  # from here on a re-run reloads, wherever a kill falls
+
+        failure = None
+        if role is not None and role.chief:
+            search_lib.serve_oracle(tuner, role)
+            failure = _stop_reason(tuner)
+        else:
+            train, validation, steps = loaded
+            options.steps_per_epoch = steps  # the hypermodel's options too: every trial
+            failure = _run(tuner, train, validation, strategy, role)
+            if role is not None:
+                if failure:
+                    raise search_lib.SearchError(failure)
+                print(f"worker {role.tuner_id} done; the chief writes the reports.")
+                return 0
+
+        rows = search_lib.collect_trials(output)
+        best = search_lib.write_reports(
             output,
-            max_trials=args.max_trials,
-            epochs=args.epochs,
-            hyperband_factor=args.hyperband_factor,
-            seed=args.seed,
-            max_retries_per_trial=args.max_retries_per_trial,
-            max_consecutive_failed_trials=args.max_consecutive_failed_trials,
-            strategy=strategy,
-            overwrite=args.overwrite and (role is None or role.chief),
+            rows,
+            summary={
+                "model": model_name,
+                "dataset": dataset_info.name,
+                "tuner": args.tuner,
+                "trial_seconds": sum(row["seconds"] or 0.0 for row in rows),
+                "session_seconds": time.perf_counter() - started,
+            },
         )
-
-    if role is None or role.chief:
-        _write_search_record(output, args, model_name, spec, strategy, role)
-        if folder is not None:
-            training.write_json(output / data.folders.SPLIT_FILE, folder.to_json())
-        tuner.save()  # from here on a re-run reloads, wherever a kill falls
-
-    failure = None
-    if role is not None and role.chief:
-        search_lib.serve_oracle(tuner, role)
-        failure = _stop_reason(tuner)
-    else:
-        train, validation, steps = loaded
-        options.steps_per_epoch = steps  # the hypermodel's options too: every trial
-        failure = _run(tuner, train, validation, strategy, role)
-        if role is not None:
-            if failure:
-                raise search_lib.SearchError(failure)
-            print(f"worker {role.tuner_id} done; the chief writes the reports.")
-            return 0
-
-    rows = search_lib.collect_trials(output)
-    best = search_lib.write_reports(
-        output,
-        rows,
-        summary={
-            "model": model_name,
-            "dataset": dataset_info.name,
-            "tuner": args.tuner,
-            "trial_seconds": sum(row["seconds"] or 0.0 for row in rows),
-            "session_seconds": time.perf_counter() - started,
-        },
-    )
+    finally:
+        run.close()
     print()
     print(search_lib.summary_text(output, rows))
     print(f"Search directory: {output}")
@@ -398,8 +427,9 @@ def _data_args(args):
 def _write_search_record(output, args, model_name, spec, strategy, role):
     from apps import training
 
+    # search.json first: it marks the directory as this search's (a kill right
+    # after leaves a directory that resumes, not one that is refused).
     output.mkdir(parents=True, exist_ok=True)
-    training.write_json(output / search_lib.PREPROCESSING_FILE, spec)
     training.write_json(
         output / search_lib.SEARCH_FILE,
         {
@@ -416,6 +446,7 @@ def _write_search_record(output, args, model_name, spec, strategy, role):
             "versions": training.versions(),
         },
     )
+    training.write_json(output / search_lib.PREPROCESSING_FILE, spec)
 
 
 if __name__ == "__main__":

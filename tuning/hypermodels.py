@@ -52,6 +52,8 @@ import keras_tuner
 import apps
 from apps import training
 
+apps.register_models()  # `python -m tuning` leaves it to us (apps/__init__)
+
 OBJECTIVE = "val_accuracy"
 TUNED = ("learning_rate", "dropout", "depth")
 DROPOUT_RANGE = (0.0, 0.5, 0.1)

@@ -44,6 +44,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 import zlib
@@ -338,6 +339,18 @@ def bayesian_available() -> bool:
     return True
 
 
+def check_tuner(kind) -> None:
+    """Raises ConfigurationError for an unknown tuner ``kind``, or Bayesian
+    optimisation without scikit-learn (before anything is written)."""
+    if kind not in TUNERS:
+        raise ConfigurationError(f"tuner must be one of {TUNERS}. Received: {kind!r}")
+    if kind == "bayesian" and not bayesian_available():
+        raise ConfigurationError(
+            "--tuner bayesian needs scikit-learn (Keras Tuner's Gaussian process): "
+            "pip install scikit-learn, or use --tuner random or hyperband."
+        )
+
+
 def make_tuner(
     kind,
     hypermodel,
@@ -366,18 +379,12 @@ def make_tuner(
         ConfigurationError: an unknown ``kind``, ``max_trials`` < 1, or Bayesian
             optimisation without scikit-learn.
     """
-    if kind not in TUNERS:
-        raise ConfigurationError(f"tuner must be one of {TUNERS}. Received: {kind!r}")
+    check_tuner(kind)
     _check_count("max_trials", max_trials, 1)
     _check_count("epochs", epochs, 1)
     _check_count("hyperband_factor", hyperband_factor, 2)
     _check_count("max_retries_per_trial", max_retries_per_trial, 0)
     _check_count("max_consecutive_failed_trials", max_consecutive_failed_trials, 1)
-    if kind == "bayesian" and not bayesian_available():
-        raise ConfigurationError(
-            "--tuner bayesian needs scikit-learn (Keras Tuner's Gaussian process): "
-            "pip install scikit-learn, or use --tuner random or hyperband."
-        )
     import keras_tuner
 
     if overwrite:
@@ -461,6 +468,46 @@ def serve_oracle(tuner, role: Role) -> None:
         server.stop(grace=2).wait()
 
 
+# The search directory
+
+
+def search_directory(directory, model: str, dataset: str):
+    """The `--output` of `python -m tuning search`, opened as a train command opens
+    its run directory (`apps.runs.RunDirectory`: ours or refused, one search at a
+    time, `--overwrite` only after every check), marked by `search.json`.
+
+    An empty ``keras_tuner/`` does not make the directory "not ours" (a worker
+    started before its chief makes one), nor does the marker's own temporary file.
+    """
+    from apps import runs
+
+    class SearchDirectory(runs.RunDirectory):
+        record = SEARCH_FILE
+
+        def marker(self):  # search() writes search.json before anything else
+            return None
+
+        @staticmethod
+        def identity_of(data) -> dict:
+            search = data["search"]
+            return {
+                "command": data["command"],
+                "model": search["model"],
+                "dataset": search["dataset"],
+            }
+
+        def _entries(self) -> list[str]:
+            project = self.path / PROJECT
+            return [
+                name
+                for name in super()._entries()
+                if name != f".{SEARCH_FILE}.tmp"  # a kill while the marker was written
+                and (name != PROJECT or not project.is_dir() or any(project.iterdir()))
+            ]
+
+    return SearchDirectory(directory, "tuning search", model, dataset)
+
+
 # Trial run directories
 
 
@@ -542,6 +589,7 @@ def collect_trials(directory) -> list[dict]:
     ``best_epoch`` (1-based), ``seconds`` (training time, all attempts), ``attempts``,
     ``tuner_id`` (who ran it last: ``tuner0`` alone, a worker's id when distributed),
     ``hyperparameters`` (name -> value), ``message`` (a failure's last line).
+    A damaged ``trial.json`` is named in a warning on stderr and left out.
     Reads JSON only: no TensorFlow.
     """
     directory = Path(directory)
@@ -549,9 +597,15 @@ def collect_trials(directory) -> list[dict]:
     for path in (directory / PROJECT).glob("trial_*/trial.json"):
         try:
             state = json.loads(path.read_text())
-        except (OSError, ValueError):
+            trial_id = str(state["trial_id"])
+            values = state["hyperparameters"].get("values", {})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            print(
+                f"warning: {path} is damaged ({type(error).__name__}): that trial "
+                "is left out.",
+                file=sys.stderr,
+            )
             continue
-        trial_id = str(state["trial_id"])
         timing = _read_json(directory / TRIALS / f"trial_{trial_id}" / "timing.json")
         message = (state.get("message") or "").strip()
         score = state.get("score")
@@ -565,7 +619,7 @@ def collect_trials(directory) -> list[dict]:
                 "seconds": (timing or {}).get("seconds"),
                 "attempts": (timing or {}).get("attempts"),
                 "tuner_id": (timing or {}).get("tuner_id"),
-                "hyperparameters": state["hyperparameters"].get("values", {}),
+                "hyperparameters": values,
                 "message": message.splitlines()[-1] if message else "",
             }
         )

@@ -16,6 +16,10 @@ from apps.data.augment import AUGMENTATIONS, augment_batch
 
 NORMALIZATIONS = ("unit", "symmetric", "none")
 RESIZE_MODES = ("resize", "pad")
+# The largest image (width x height) `predict` and the export's image-bytes signature
+# decode: 40 megapixels (a 7300x5500 photo) is 120 MB as uint8 and ~0.5 GB in the
+# float resize; a 20000x20000 "decompression bomb" PNG of a few bytes would be 1.2 GB.
+MAX_PIXELS = 40_000_000
 AUTOTUNE = tf.data.AUTOTUNE
 IN_MEMORY_BYTES = 2 << 30
 
@@ -218,6 +222,85 @@ def preprocess(
     return _normalize(
         _fit_image(images, image_size, channels, resize_mode), normalization
     )
+
+
+def decode_image_bytes(data, channels: int, max_pixels: int = MAX_PIXELS):
+    """Decodes one encoded PNG, JPEG, GIF (first frame) or BMP into uint8
+    (H, W, channels), in the graph; an image of more than `max_pixels` is refused
+    from its header (InvalidArgumentError) before anything is decoded.
+
+    GIFs decode to RGB only: with `channels=1` they are converted to grey as the
+    pipeline converts RGB images.
+    """
+    width, height = encoded_image_size(data)
+    too_big = tf.debugging.assert_less_equal(
+        width * height,
+        tf.constant(max_pixels, tf.int64),
+        message=(
+            f"the image is larger than {max_pixels:,} pixels (width x height), "
+            "the limit of this model's serving signature; send a smaller image"
+        ),
+    )
+    with tf.control_dependencies([too_big]):
+        if channels != 1:
+            return tf.io.decode_image(
+                data, channels=channels, dtype=tf.uint8, expand_animations=False
+            )
+        return tf.cond(
+            tf.equal(tf.strings.substr(data, 0, 3), b"GIF"),
+            lambda: _convert_channels(
+                tf.io.decode_image(data, channels=3, expand_animations=False), 1
+            ),
+            lambda: tf.io.decode_image(
+                data, channels=1, dtype=tf.uint8, expand_animations=False
+            ),
+        )
+
+
+def encoded_image_size(data):
+    """(width, height), int64 scalars, of an encoded image read from its header:
+    PNG (IHDR), GIF (logical screen), BMP (info header) and JPEG
+    (`tf.image.extract_jpeg_shape`); (0, 0) for anything else or a short header,
+    left for the decoder to refuse."""
+    # Padding makes every header field readable, even of a few-byte string.
+    padded = tf.strings.join([data, tf.constant(b"\0" * 32)])
+
+    def number(start, size, big_endian):
+        raw = tf.io.decode_raw(tf.strings.substr(padded, start, size), tf.uint8)
+        raw = tf.cast(raw, tf.int64)
+        order = tf.range(size, dtype=tf.int64)
+        shifts = 8 * (size - 1 - order) if big_endian else 8 * order
+        return tf.reduce_sum(tf.bitwise.left_shift(raw, shifts))
+
+    def bmp_height():  # a signed 32-bit field, negative for top-down rows
+        value = number(22, 4, False)
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return tf.stack([shape[1], shape[0]])
+
+    magic = tf.strings.substr(padded, 0, 8)
+    zero = tf.constant(0, tf.int64)
+    size = tf.case(
+        [
+            (
+                tf.equal(magic, b"\x89PNG\r\n\x1a\n"),
+                lambda: tf.stack([number(16, 4, True), number(20, 4, True)]),
+            ),
+            (
+                tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"),
+                lambda: tf.stack([number(6, 2, False), number(8, 2, False)]),
+            ),
+            (
+                tf.equal(tf.strings.substr(magic, 0, 2), b"BM"),
+                lambda: tf.stack([number(18, 4, False), bmp_height()]),
+            ),
+            (tf.equal(tf.strings.substr(magic, 0, 3), b"\xff\xd8\xff"), jpeg),
+        ],
+        default=lambda: tf.stack([zero, zero]),
+    )
+    return size[0], size[1]
 
 
 def _fit_image(image, image_size, channels, resize_mode):

@@ -299,12 +299,16 @@ def ensure_classifier(
         "0",
         "--output",
         str(work / "run"),
+        # Not LeNet-5's recipe: the published FID/IS figures were measured with
+        # this classifier (the paper's tanh LeNet-5, Adam 1e-3, no augmentation).
+        *("--recipe", "none"),
     ]
     if steps_per_epoch:
         argv += ["--steps-per-epoch", str(steps_per_epoch), "--eval-steps", "4"]
     print(
         f"Training the {CLASSIFIER_MODEL} classifier that measures sample quality on "
-        f"{dataset} ({epochs} epochs, once; cached in {target}) ...",
+        f"{dataset} ({epochs} epoch{'' if epochs == 1 else 's'}, once; cached in "
+        f"{target}) ...",
         flush=True,
     )
     try:

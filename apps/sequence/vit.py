@@ -24,6 +24,7 @@ from keras import layers as kl
 from keras import ops
 
 import layers
+from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.vision import _common
 
@@ -83,6 +84,19 @@ def encoder_block(x, hidden_size, num_heads, mlp_dim, dropout, attention_dropout
     return kl.Add(name=f"{name}_mlp_residual")([x, y])
 
 
+# Transformers want a warm-up and decoupled weight decay (AdamW).
+RECIPES = {
+    "vit": Recipe(
+        epochs=20,
+        learning_rate=1e-3,
+        warmup_epochs=2,
+        weight_decay=0.05,
+        augment="flip",
+        input="28x28 cut into 49 patches of 4x4",
+    ),
+}
+
+
 @register_model(
     family="vit",
     paper=PAPER,
@@ -97,6 +111,7 @@ def encoder_block(x, hidden_size, num_heads, mlp_dim, dropout, attention_dropout
         "dropout",
         "representation",
     ),
+    recipe=RECIPES['vit'],
 )
 def vit(
     include_top=True,

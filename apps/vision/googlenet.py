@@ -50,6 +50,7 @@ batch normalisation after every convolution, no LRN) and ``factorized=True``
 import keras
 from keras import layers as kl
 
+from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.vision import _common
 from apps.vision._common import transfer_weights
@@ -87,6 +88,18 @@ __all__ = [
 ]
 
 
+RECIPES = {
+    "googlenet": Recipe(
+        epochs=30,
+        learning_rate=1e-3,
+        augment="flip",
+        cpu_budget={"epochs": 2, "steps_per_epoch": 350},
+        input="28x28 upsampled to 65x65 in the model (layer resize), so that the "
+        "auxiliary heads fit",
+    ),
+}
+
+
 @register_model(
     family="googlenet",
     paper=PAPER,
@@ -94,6 +107,7 @@ __all__ = [
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=("dropout", "aux_classifiers", "batch_norm", "factorized"),
     loss_weights=AUX_LOSS_WEIGHTS,
+    recipe=RECIPES['googlenet'],
 )
 def googlenet(
     include_top=True,

@@ -25,6 +25,7 @@ layer (softmax by default) instead of Euclidean RBF units.
 import keras
 from keras import layers as kl
 
+from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.vision import _common
 
@@ -38,12 +39,27 @@ _MIN_SIZE_WHY = "C5's 5x5 kernel must fit after C1, S2, C3 and S4"
 POOL_TYPES = ("average", "max")
 
 
+# The README's main command (`make demo`): 90.92 % test accuracy in 84 s.
+RECIPES = {
+    "lenet5": Recipe(
+        epochs=20,
+        learning_rate=2e-3,
+        augment="flip",
+        model_options={"activation": "relu", "pool_type": "max"},
+        input="28x28 zero-padded to the paper's 32x32 in the model",
+        chosen_by="python benchmarks/time_to_accuracy.py: 90.92 % (seed 0); the "
+        "paper's tanh / average pooling reached 88.07 % in 10 epochs",
+    ),
+}
+
+
 @register_model(
     family="lenet",
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=("activation", "pool_type", "dropout"),
+    recipe=RECIPES['lenet5'],
 )
 def lenet5(
     include_top=True,

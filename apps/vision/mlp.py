@@ -9,6 +9,7 @@ learn XOR; one hidden layer can (Minsky & Papert, 1969; Rumelhart et al., 1986).
 import keras
 from keras import layers as kl
 
+from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.vision import _common
 
@@ -19,6 +20,16 @@ PAPER = (
 DEFAULT_INPUT_SHAPE = (28, 28, 1)
 MIN_INPUT_SIZE = 1
 DEFAULT_HIDDEN_UNITS = (256, 128)
+
+
+RECIPES = {
+    "mlp": Recipe(
+        epochs=30,
+        learning_rate=1e-3,
+        model_options={"dropout": 0.2},
+        input="28x28 flattened",
+    ),
+}
 
 
 @register_model(
@@ -34,6 +45,7 @@ DEFAULT_HIDDEN_UNITS = (256, 128)
         "activation",
         "batch_norm",
     ),
+    recipe=RECIPES['mlp'],
 )
 def mlp(
     include_top=True,

@@ -22,6 +22,7 @@ layers are arguments.
 import keras
 from keras import layers as kl
 
+from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.vision import _common
 
@@ -125,6 +126,32 @@ def _conv(x, filters, name, bn_momentum):
     return kl.Activation("relu", name=f"{name}_relu")(x)
 
 
+# Without BatchNorm, VGG needs a small Adam step to start learning from scratch.
+RECIPES = {
+    "vgg11": Recipe(
+        epochs=30,
+        learning_rate=1e-4,
+        augment="flip",
+        cpu_budget={"epochs": 2, "steps_per_epoch": 350},
+        input="28x28 upsampled to 32x32 in the model (layer resize)",
+    ),
+    "vgg16": Recipe(
+        epochs=30,
+        learning_rate=1e-4,
+        augment="flip",
+        cpu_budget={"epochs": 2, "steps_per_epoch": 200},
+        input="28x28 upsampled to 32x32 in the model (layer resize)",
+    ),
+    "vgg16_bn": Recipe(
+        epochs=30,
+        learning_rate=1e-3,
+        augment="flip",
+        cpu_budget={"epochs": 2, "steps_per_epoch": 200},
+        input="28x28 upsampled to 32x32 in the model (layer resize)",
+    ),
+}
+
+
 @register_model(
     family="vgg",
     paper=PAPER,
@@ -202,6 +229,7 @@ def vgg(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
+    recipe=RECIPES['vgg11'],
 )
 def vgg11(
     include_top=True,
@@ -276,6 +304,7 @@ def vgg13(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
+    recipe=RECIPES['vgg16'],
 )
 def vgg16(
     include_top=True,
@@ -424,6 +453,7 @@ def vgg13_bn(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_BN_HYPERPARAMETERS,
+    recipe=RECIPES['vgg16_bn'],
 )
 def vgg16_bn(
     include_top=True,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import apps
 from apps import classify
 
 TINY = [
@@ -153,6 +154,14 @@ def test_predict_reports_corrupt_files_and_goes_on(trained_run, tmp_path, capsys
         (["--augment", "blur"], "augment must name some of"),
         (["--epochs", "-1"], "epochs must be a positive integer"),
         (["--steps-per-execution", "0"], "steps_per_execution must be a positive"),
+        (["--learning-rate", "inf"], "learning_rate must be > 0 and finite"),
+        (["--model", "dcgan"], "dcgan is a generation model (dcgan family), not an"),
+        (["--model", "transformer"], "not an image classifier. The image classif"),
+        (["--model-option", "include_top=False"], "['include_top'] cannot be set"),
+        (
+            ["--model-option", "classifier_activation=None"],
+            "['classifier_activation'] cannot be set with --model-option",
+        ),
     ],
 )
 def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):
@@ -177,8 +186,9 @@ def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):
         *extra,
     ]
     assert classify.main(argv) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "run" / "history.csv").exists()
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_optimizer_is_refused_by_the_parser(tmp_path):
@@ -192,6 +202,138 @@ def test_missing_model_path_is_a_clear_error(tmp_path, capsys):
         ["predict", "--model-path", str(tmp_path / "no.keras"), "x.png"]
     )
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# Odd images, odd flags, damaged model files (issue 19): one line each
+
+
+def _predict(model_path, *images):
+    argv = ["predict", "--model-path", str(model_path), *map(str, images)]
+    return classify.main(argv)
+
+
+def test_predict_names_an_oversized_image_and_predicts_the_rest(
+    trained_run, huge_png, tmp_path, capsys
+):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(good)
+    model = trained_run / "model.keras"
+    assert _predict(model, huge_png, good) == 1
+    captured = capsys.readouterr()
+    assert f"{good}: " in captured.out and "%" in captured.out
+    assert (
+        f"{huge_png}: error: 20000x20000 is 400,000,000 pixels, more than "
+        "--max-pixels 40,000,000" in captured.err
+    )
+    assert "Traceback" not in captured.out + captured.err
+    assert _predict(model, "--max-pixels", "700", good) == 1
+    assert "28x28 is 784 pixels, more than --max-pixels 700" in capsys.readouterr().err
+
+
+def test_sixteen_bit_pngs_keep_their_full_range(tmp_path):
+    for value, expected in ((65535, 255), (32896, 128), (257, 1)):
+        path = tmp_path / f"{value}.png"
+        Image.fromarray(np.full((4, 4), value, np.uint16)).save(path)
+        assert classify.read_image(path, 1)[0, 0, 0] == expected
+        assert list(classify.read_image(path, 3)[0, 0]) == [expected] * 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["evaluate", "--steps", "0"], "--steps must be a positive integer. Rec"),
+        (["predict", "--max-pixels", "0", "x.png"], "--max-pixels must be a positive"),
+        (["export", "--name", "m", "--max-pixels", "-1"], "--max-pixels must be a"),
+    ],
+)
+def test_bad_evaluate_predict_and_export_flags(
+    trained_run, tmp_path, capsys, argv, message
+):
+    command, *rest = argv
+    model = ["--model-path", str(trained_run / "model.keras")]
+    if command == "evaluate":
+        rest += ["--dataset", "fashion_mnist"]
+    if command == "export":
+        rest += ["--export-dir", str(tmp_path / "exports")]
+    assert classify.main([command, *model, *rest]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "exports").exists()
+
+
+def test_evaluate_refuses_a_dataset_with_another_number_of_classes(
+    fashion_mnist, trained_run, tmp_path, capsys
+):
+    import apps
+
+    apps.build("lenet5", classes=3).save(tmp_path / "model.keras")
+    spec = json.loads((trained_run / classify.PREPROCESSING_FILE).read_text())
+    spec["class_names"] = ["ant", "bee", "cat"]
+    (tmp_path / classify.PREPROCESSING_FILE).write_text(json.dumps(spec))
+    argv = ["evaluate", "--model-path", str(tmp_path / "model.keras")]
+    assert classify.main([*argv, "--dataset", "fashion_mnist"]) == 2
+    assert "the model has 3 classes, the dataset 10" in capsys.readouterr().err
+
+
+def _model_dir(trained_run, directory, spec_text=None, model_bytes=None):
+    directory.mkdir()
+    model = (trained_run / "model.keras").read_bytes()
+    if model_bytes is not None:
+        model = model_bytes(model)
+    (directory / "model.keras").write_bytes(model)
+    spec = (trained_run / classify.PREPROCESSING_FILE).read_text()
+    if spec_text is not None:
+        spec = spec_text(json.loads(spec))
+    (directory / classify.PREPROCESSING_FILE).write_text(spec)
+    return directory / "model.keras"
+
+
+@pytest.mark.parametrize(
+    "spec_text, message",
+    [
+        (lambda spec: "{not json", "Expecting property name"),
+        (lambda spec: '{"input_shape": [28, 28', "Expecting ',' delimiter"),
+        (
+            lambda spec: json.dumps({**spec, "input_shape": [28]}),
+            "input_shape must be [height, width, channels]",
+        ),
+        (
+            lambda spec: json.dumps({**spec, "normalization": "bogus"}),
+            "normalization must be one of",
+        ),
+        (lambda spec: json.dumps([spec]), "spec must be a dict"),
+    ],
+)
+def test_a_damaged_preprocessing_json_is_one_line_with_exit_1(
+    trained_run, tmp_path, capsys, spec_text, message
+):
+    model = _model_dir(trained_run, tmp_path / "run", spec_text=spec_text)
+    assert _predict(model, "x.png") == 1
+    err = capsys.readouterr().err
+    assert "the model dir's preprocessing.json is unreadable" in err
+    assert message in err and "re-train the model" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_preprocessing_json_of_another_model_is_exit_1(trained_run, tmp_path, capsys):
+    def three_classes(spec):
+        return json.dumps({**spec, "class_names": ["ant", "bee", "cat"]})
+
+    model = _model_dir(trained_run, tmp_path / "run", spec_text=three_classes)
+    assert _predict(model, "x.png") == 1
+    assert "has 10 classes but the spec names 3" in capsys.readouterr().err
+
+
+def test_a_truncated_model_file_is_named_as_such(trained_run, tmp_path, capsys):
+    def truncated(data):
+        return data[: len(data) // 2]
+
+    model = _model_dir(trained_run, tmp_path / "run", model_bytes=truncated)
+    assert _predict(model, "x.png") == 1
+    err = capsys.readouterr().err
+    assert f"{model} is not a readable .keras file (truncated or corrupt" in err
+    assert "File not found" not in err
 
 
 def _cli(*args):
@@ -394,7 +536,8 @@ def _folder_train(root, run, *extra):
 
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
-    """The default command on 3 classes x 40 images (10 epochs of one batch)."""
+    """The default command on 3 classes x 40 images (the recipe's epochs of one
+    batch)."""
     base = tmp_path_factory.mktemp("folder")
     root, run = _bug_folder(base / "bugs"), base / "run"
     assert _folder_train(root, run) == 0
@@ -407,7 +550,8 @@ def test_default_command_trains_on_a_folder_with_every_class_tested(folder_run):
     assert split["counts"] == {"train": 87, "validation": 9, "test": 24}
     assert split["class_counts"]["test"] == [8, 8, 8]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test_examples"] == 24 and metrics["epochs"] == 10
+    assert metrics["test_examples"] == 24
+    assert metrics["epochs"] == apps.get_model_info("lenet5").recipe.epochs
     assert sorted(metrics["per_class_accuracy"]) == ["ant", "bee", "cat"]
     spec = json.loads((run / "preprocessing.json").read_text())
     assert spec["input_shape"] == [28, 28, 1] and spec["channels"] == 1
@@ -475,3 +619,11 @@ def test_a_resumed_folder_run_reads_its_split(folder_run, capsys):
         for name in ("ant", "bee", "cat"):
             for index in (40, 41, 42):
                 (root / name / f"{index}.png").unlink()
+
+
+def test_run_json_records_the_resolved_recipe(trained_run):
+    record = json.loads((trained_run / "run.json").read_text())
+    assert record["recipe"]["learning_rate"] == "recipe"
+    assert record["recipe"]["epochs"] == "flag"
+    assert record["options"]["learning_rate"] == 2e-3
+    assert "activation='relu'" in record["arguments"]["model_option"]

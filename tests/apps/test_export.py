@@ -120,14 +120,21 @@ np.savez(work / "outputs.npz", **results)
 """
 
 # Exports in a loop until killed: auto-numbered, then a forced replacement of 1, ...
+# (waiting its turn while another exporter holds the name's lock).
 EXPORT_LOOP = r"""
-import itertools, sys
+import itertools, sys, time
 from apps import classify, export
 model, spec = classify.load_classifier(sys.argv[1])
 for round_ in itertools.count():
     print("exporting", flush=True)
-    export.export_classifier(model, spec, name="lenet5", export_dir=sys.argv[2],
-                             version=1 if round_ % 2 else None, force=bool(round_ % 2))
+    try:
+        export.export_classifier(model, spec, name="lenet5", export_dir=sys.argv[2],
+                                 version=1 if round_ % 2 else None,
+                                 force=bool(round_ % 2))
+    except export.ExportError as error:
+        if "in use by pid" not in str(error):
+            raise
+        time.sleep(0.01)
 """
 
 
@@ -364,6 +371,26 @@ def test_only_the_first_output_is_served_with_rgb_pad_symmetric(tmp_path):
     assert outputs["top_k_class_names"].shape == (1, 4)  # top_k capped at classes
 
 
+def test_image_bytes_read_gifs_and_refuse_huge_images_undecoded(exported, huge_png):
+    """A GIF (TensorFlow decodes GIFs to RGB only) serves as the same PNG does for
+    a grey model; a PNG whose header claims 400 megapixels fails the request."""
+    import io
+
+    from PIL import Image
+
+    serve = tf.saved_model.load(str(exported)).signatures["predict_images"]
+    pixels = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
+    encoded = []
+    for image_format in ("PNG", "GIF"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, image_format)
+        encoded.append(buffer.getvalue())
+    probabilities = serve(image_bytes=tf.constant(encoded))["probabilities"]
+    np.testing.assert_allclose(probabilities[1], probabilities[0], atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="larger than 40,000,000"):
+        serve(image_bytes=tf.constant([huge_png.read_bytes()]))
+
+
 # Versions
 
 
@@ -474,9 +501,10 @@ def test_publish_and_swap_with_and_without_renameat2(tmp_path, monkeypatch, exch
 
 @pytest.mark.parametrize("rounds", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_killed_exports_never_leave_a_broken_version(classifier, tmp_path, rounds):
-    """Three exporters share a base path (racing for version numbers and swapping
-    version 1 with force) and are SIGKILLed at random moments; every integer-named
-    directory left must load and serve, and the next export clears the debris."""
+    """Three exporters share a base path (taking turns through the name's lock,
+    numbering versions and swapping version 1 with force) and are SIGKILLed at
+    random moments; every integer-named directory left must load and serve, and the
+    next export clears the debris (a dead holder's lock is released)."""
     model, run = classifier
     export_dir = tmp_path / "saved_models"
     seed = int(os.environ.get("EXPORT_KILL_SEED", time.time_ns() % 2**32))
@@ -555,6 +583,7 @@ def test_killed_exports_never_leave_a_broken_version(classifier, tmp_path, round
         ({"name": ".hidden"}, "name must be"),
         ({"name": ""}, "name must be"),
         ({"top_k": 0}, "top_k must be a positive integer"),
+        ({"max_pixels": 0}, "max_pixels must be a positive integer"),
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(

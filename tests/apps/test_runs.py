@@ -99,9 +99,18 @@ def test_replace_starts_afresh_and_never_appends(tmp_path):
     _record(tmp_path / "run", finished=True)
     run = _run(tmp_path / "run")
     run.open(replace=True)
-    assert os.listdir(tmp_path / "run") == [runs.LOCK]
+    assert sorted(os.listdir(tmp_path / "run")) == [runs.LOCK, "run.json"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == run.marker()
     assert sorted(os.listdir(tmp_path)) == ["run"]  # the old one is gone, not aside
     run.close()
+
+
+def test_a_kill_before_the_full_record_leaves_a_run_the_command_resumes(tmp_path):
+    run = _run(tmp_path / "run")
+    run.open()
+    (tmp_path / "run" / "split.json").write_text("{}")  # then SIGKILL: no close()
+    run._lock.close()
+    assert _run(tmp_path / "run").check(overwrite=False) == "resume"
 
 
 def test_a_directory_left_empty_by_a_failure_is_removed(tmp_path):

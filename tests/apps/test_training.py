@@ -1,5 +1,7 @@
 """apps.training: options, strategy choice, loss weights, the NaN guard."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from apps import training
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
         ({"strategy": "tpu"}, "strategy must be one of"),
         ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+        ({"learning_rate": float("inf")}, "learning_rate must be > 0 and finite"),
+        ({"learning_rate": float("nan")}, "learning_rate must be > 0 and finite"),
         ({"weight_decay": 2.0}, "weight_decay must be in"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"steps_per_execution": 0}, "steps_per_execution must be a positive"),
@@ -231,3 +235,89 @@ def test_best_checkpoint_remembers_earlier_sessions(tmp_path):
         c for c in fresh if isinstance(c, keras.callbacks.ModelCheckpoint)
     )
     assert checkpoint.best is None  # Keras: anything is an improvement
+
+
+def _timed_epoch(throughput, clock, groups, traced_seconds=10.0):
+    """Feeds `throughput` one epoch of step groups `(first, last)`; each call takes
+    0.1 s a step, a function's first call `traced_seconds` more (its tracing)."""
+    throughput.on_epoch_begin(0)
+    for first, last in groups:
+        throughput.on_train_batch_begin(first)
+        kind = last > first
+        clock["now"] += 0.1 * (last - first + 1)
+        if kind not in clock["traced"]:
+            clock["traced"].add(kind)
+            clock["now"] += traced_seconds
+        throughput.on_train_batch_end(last)
+    throughput.on_epoch_end(0)
+
+
+def test_images_per_second_leaves_out_tracing(monkeypatch):
+    """A 1-epoch run reported ~10 % of the steady rate: its first (tracing) calls
+    were timed too."""
+    clock = {"now": 0.0, "traced": set()}
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
+    throughput = training.Throughput(global_batch_size=10)
+    # The loop's groups: a lone first step, then steps_per_execution 4.
+    _timed_epoch(throughput, clock, [(0, 0), (1, 4), (5, 8), (9, 9)])
+    assert throughput.images_per_second == pytest.approx(100.0)  # 10 / 0.1 s
+    assert throughput.epoch_times == [(pytest.approx(21.0), 10)]  # the whole epoch
+    _timed_epoch(throughput, clock, [(0, 3), (4, 7), (8, 9)])
+    assert throughput.images_per_second == pytest.approx(100.0)
+    single = training.Throughput(global_batch_size=10)
+    clock["traced"] = set()
+    _timed_epoch(single, clock, [(0, 0)])  # nothing after tracing: the whole epoch
+    assert single.images_per_second == pytest.approx(10 / 10.1)
+
+
+def test_history_csv_has_only_columns_with_values(tmp_path):
+    """No validation: Keras's CSVLogger added an all-NA val_* column per key; a
+    resumed session appends under the file's own header."""
+
+    def session(epochs, logs):
+        logger = training.HistoryLogger(str(tmp_path / "history.csv"), append=True)
+        logger.on_train_begin()
+        for epoch in epochs:
+            logger.on_epoch_end(epoch, logs)
+        logger.on_train_end()
+
+    session([0], {"g_loss": 1.0, "d_loss": 2.0})
+    header = (tmp_path / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,d_loss,g_loss"
+    session([1], {"g_loss": 0.5, "d_loss": 1.5, "learning_rate": 0.1})
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines == ["epoch,d_loss,g_loss", "0,2.0,1.0", "1,1.5,0.5"]
+    assert training.read_history(tmp_path) == {
+        "d_loss": [2.0, 1.5],
+        "g_loss": [1.0, 0.5],
+    }
+    # A history.csv of an older version (with the NA columns) resumes aligned.
+    old = "epoch,g_loss,val_g_loss\n0,1.0,NA\n"
+    (tmp_path / "history.csv").write_text(old)
+    session([1], {"g_loss": 0.5})
+    assert (tmp_path / "history.csv").read_text() == old + "1,0.5,NA\n"
+
+
+def test_warmup_rises_linearly_then_the_cosine_decays_over_the_rest():
+    schedule = training.cosine_schedule(1.0, epochs=10, warmup_epochs=2)
+    assert [schedule(e) for e in range(3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    cosine = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 7 / 8))
+    assert schedule(9) == pytest.approx(cosine)
+    assert training.cosine_schedule(1.0, 10)(0) == 1.0  # no warm-up: unchanged
+
+
+def test_label_smoothing_compiles_a_smoothed_loss_that_round_trips(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "softmax")])
+    options = training.TrainOptions(label_smoothing=0.1)
+    training.compile_classifier(model, options)
+    loss = model.loss
+    labels = np.array([0, 2])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], "float32")
+    targets = np.eye(3)[labels] * 0.9 + 0.1 / 3
+    expected = np.mean(-(targets * np.log(probabilities)).sum(axis=1))
+    assert float(loss(labels, probabilities)) == pytest.approx(expected, rel=1e-5)
+    plain = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    assert float(loss(labels, probabilities)) > float(np.mean(plain))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.loss.label_smoothing == pytest.approx(0.1)

@@ -130,3 +130,70 @@ def test_script_runs_and_writes_json(script, fashion_mnist, tmp_path):
     for key in ("versions", "machine", "load_average", "git"):
         assert key in written
     assert result["benchmark"] == written["benchmark"]
+
+
+def _fake_zoo(monkeypatch, wall_seconds):
+    """zoo.py with its training and model loading replaced: the bookkeeping only."""
+    import zoo
+
+    import apps
+
+    commands = []
+
+    def train(command, run_dir):
+        commands.append(command)
+        seed = int(run_dir.name.removeprefix("seed"))
+        return {
+            "test_accuracy": 0.80 + seed / 100,
+            "test_top5": 0.99,
+            "images_per_second": 100.0,
+            "wall_seconds": wall_seconds,
+            "epochs": int(command[command.index("--epochs") + 1]),
+        }
+
+    def load(run_dir):
+        return apps.build("lenet5", classes=10), "32x32"
+
+    monkeypatch.setattr(zoo, "_train", train)
+    monkeypatch.setattr(zoo, "_load", load)
+    return zoo, commands
+
+
+def test_zoo_writes_a_row_per_model_and_resumes(tmp_path, monkeypatch, capsys):
+    zoo, commands = _fake_zoo(monkeypatch, wall_seconds=5.0)
+    results = tmp_path / "zoo"
+    argv = ["--models", "lenet5", "--results", str(results)]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--inference-seconds", "0.01"]
+    assert zoo.main(argv) == 0
+    (row,) = json.loads(results.with_suffix(".json").read_text())["rows"]
+    assert row["seeds"] == 3 and len(commands) == 3  # cheap: three seeds
+    assert row["top1_mean"] == pytest.approx(0.81)
+    assert row["top1_std"] == pytest.approx(0.0081650, rel=1e-4)
+    assert row["macs"] == 416_520 and row["epochs"] == 20
+    assert row["inference_images_per_second"] > 0 and not row["over_cpu_budget"]
+    assert "--seed 2" in " ".join(commands[2])
+    header = results.with_suffix(".csv").read_text().splitlines()[0]
+    assert header.split(",") == list(zoo.COLUMNS)
+    assert zoo.main(argv) == 0 and len(commands) == 3  # resumed: nothing re-run
+    assert "lenet5: already measured" in capsys.readouterr().out
+    assert zoo.main(["--markdown", "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert "| `lenet5` | cpu, 20 ep | 81.00% ± 0.82% (3 seeds)" in table
+
+
+def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatch):
+    zoo, commands = _fake_zoo(monkeypatch, wall_seconds=3000.0)
+    argv = ["--models", "resnet18", "--results", str(tmp_path / "zoo")]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--inference-seconds", "0.01"]
+    assert zoo.main(argv) == 0
+    (row,) = json.loads((tmp_path / "zoo.json").read_text())["rows"]
+    assert row["seeds"] == 1 and row["over_cpu_budget"]
+    assert commands[0][-4:] == ["--epochs", "2", "--steps-per-epoch", "200"]
+
+
+def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
+    import zoo
+
+    assert zoo.main(["--models", "resnet19"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown model(s) ['resnet19']" in error and "resnet18" in error

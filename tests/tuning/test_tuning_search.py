@@ -259,3 +259,98 @@ def test_misconfigured_distribution_exits_2(
     assert _search(tmp_path / "out") == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _damaged(directory):
+    (directory / "search.json").write_text('{"command": "tuning search"')
+
+
+def _in_use(directory):
+    """This very search's directory, locked by another process (pid 4242)."""
+    import fcntl
+
+    search = {"model": "mlp", "dataset": "fashion_mnist", "tuner": "random"}
+    record = {"command": "tuning search", "search": search}
+    (directory / "search.json").write_text(json.dumps(record))
+    lock = open(directory / ".lock", "a+")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock.write("4242")
+    lock.flush()
+    return lock
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda directory: None, "is not empty and is not a run directory"),
+        (_damaged, "search.json is damaged"),
+        (_in_use, "is in use by pid 4242"),
+    ],
+)
+def test_an_output_that_is_not_this_search_is_refused_untouched(
+    fashion_mnist, tmp_path, capsys, prepare, message
+):
+    """It was searched in: a user's folder got keras_tuner/, trials/ and reports;
+    two searches at once on one directory mixed their trials."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    held = prepare(output)
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    try:
+        assert _search(output) == 2
+    finally:
+        if held is not None:
+            held.close()
+    captured = capsys.readouterr()
+    assert message in captured.err and len(captured.err.splitlines()) == 1
+    assert "Traceback" not in captured.out + captured.err
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+
+
+def test_a_search_directory_is_marked_by_search_json(tmp_path):
+    """An empty keras_tuner/ (a worker started before its chief made it) and the
+    marker's temporary file (a kill as it was written) do not make the directory
+    someone else's; any other file does."""
+    directory = search_lib.search_directory(tmp_path, "mlp", "fashion_mnist")
+    (tmp_path / "keras_tuner").mkdir()
+    (tmp_path / ".search.json.tmp").write_text('{"comm')
+    assert directory.check(overwrite=False) == "new"
+    (tmp_path / "keras_tuner" / "tuner0.json").write_text("{}")
+    with pytest.raises(ValueError, match="has no search.json"):
+        directory.check(overwrite=False)
+    record = {"model": "lenet5", "dataset": "fashion_mnist", "tuner": "random"}
+    (tmp_path / "search.json").write_text(
+        json.dumps({"command": "tuning search", "search": record})
+    )
+    with pytest.raises(ValueError, match="holds a run of lenet5 on fashion_mnist"):
+        directory.check(overwrite=False)
+    assert directory.check(overwrite=True) == "replace"
+    record["model"] = "mlp"
+    (tmp_path / "search.json").write_text(
+        json.dumps({"command": "tuning search", "search": record})
+    )
+    assert directory.check(overwrite=False) == "resume"
+
+
+def test_show_names_a_damaged_trial_and_shows_the_others(tmp_path, capsys):
+    """A corrupt trial.json was dropped without a word."""
+    project = tmp_path / "keras_tuner"
+    for trial_id in ("0", "1"):
+        (project / f"trial_{trial_id}").mkdir(parents=True)
+    (project / "oracle.json").write_text("{}")
+    state = {
+        "trial_id": "0",
+        "status": "COMPLETED",
+        "score": 0.75,
+        "best_step": 0,
+        "hyperparameters": {"values": {"learning_rate": 0.01}},
+    }
+    (project / "trial_0" / "trial.json").write_text(json.dumps(state))
+    (project / "trial_1" / "trial.json").write_text('{"trial_id": "1", "stat')
+    assert main(["show", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "1 trial(s): 1 COMPLETED" in captured.out and "0.75" in captured.out
+    warning = captured.err.strip()
+    assert len(warning.splitlines()) == 1
+    assert "trial_1/trial.json is damaged (JSONDecodeError)" in warning

@@ -86,7 +86,8 @@ def test_train_writes_the_run_directory(trained_run):
     assert [row["epoch"] for row in metrics["per_epoch"]] == [1, 2]
     assert all("fid" in row and "g_loss" in row for row in metrics["per_epoch"])
     grid = Image.open(trained_run / "samples" / "epoch_002.png")
-    assert grid.size == (2 * 28 + 1, 2 * 28 + 1)  # 4 samples, 2x2, 1-pixel gaps
+    # 4 samples, 2x2, each 28x28 enlarged 3 times (at least 64 pixels), 2-pixel gaps
+    assert grid.size == (2 * 86 - 2, 2 * 86 - 2)
 
 
 def test_finished_run_is_not_overwritten(trained_run, capsys):
@@ -112,7 +113,7 @@ def test_sample_writes_a_grid(trained_run, tmp_path, capsys):
         ]
     )
     assert code == 0 and "wrote 6 images" in capsys.readouterr().out
-    assert Image.open(output).size == (3 * 29 - 1, 2 * 29 - 1)
+    assert Image.open(output).size == (3 * 86 - 2, 2 * 86 - 2)
     code = generate.main(
         [
             "sample",
@@ -370,7 +371,8 @@ def test_sample_one_class_of_a_conditional_gan(tmp_path, capsys):
     argv = ["sample", "--model-path", str(tmp_path / "model.keras"), "--n", "4"]
     output = tmp_path / "boots.png"
     assert generate.main([*argv, "--class", "9", "--output", str(output)]) == 0
-    assert Image.open(output).size == (2 * 29 - 1, 2 * 29 - 1)
+    width, height = Image.open(output).size
+    assert width == 2 * 86 - 2 and height > 2 * 86 - 2  # a header: the class name
     code = generate.main([*argv, "--class", "10", "--output", str(output)])
     assert code == 2 and "class labels must be in [0, 10)" in capsys.readouterr().err
 
@@ -434,3 +436,78 @@ def test_missing_model_path_is_a_clear_error(tmp_path, capsys):
         ["sample", "--model-path", str(tmp_path / "no.keras"), "--output", "x.png"]
     )
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def _header(path, height=10):
+    """The top rows of a grid image, where a conditional grid has its labels."""
+    return np.asarray(Image.open(path).convert("L"))[:height]
+
+
+def test_sample_writes_the_format_its_output_names(tmp_path, capsys):
+    """A directory was an IsADirectoryError (a .tmp.png left beside it); x.jpg got
+    PNG bytes; other suffixes were written as PNG under their name."""
+    import apps
+
+    model = apps.build("dcgan", width=8, latent_dim=8, seed=0)
+    model.compile()
+    model.save(tmp_path / "model.keras")
+    argv = ["sample", "--model-path", str(tmp_path / "model.keras"), "--n", "2"]
+    (tmp_path / "grids").mkdir()
+    before = sorted(tmp_path.iterdir())
+    for output, message in (("grids", "is a directory"), ("x.gif", "PNG or JPEG")):
+        assert generate.main([*argv, "--output", str(tmp_path / output)]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and len(captured.err.splitlines()) == 1
+        assert "Traceback" not in captured.out + captured.err
+        assert sorted(tmp_path.iterdir()) == before  # nothing left behind
+    assert not any((tmp_path / "grids").iterdir())
+    for name, image_format in (("x.jpg", "JPEG"), ("x.JPEG", "JPEG"), ("x.png", "PNG")):
+        assert generate.main([*argv, "--output", str(tmp_path / name)]) == 0
+        assert Image.open(tmp_path / name).format == image_format
+    assert not list(tmp_path.glob(".*"))
+
+
+def _bug_folder(root):
+    """An image folder of 3 classes x 4 grey 16x16 images (a fast dataset)."""
+    rng = np.random.default_rng(0)
+    for name in ("ant", "bee", "cat"):
+        (root / name).mkdir(parents=True)
+        for index in range(4):
+            pixels = rng.integers(0, 255, (16, 16), np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    return root
+
+
+def test_a_conditional_run_labels_its_grids_and_logs_only_real_columns(
+    tmp_path, capsys
+):
+    """One epoch of the cDCGAN: "1 epoch" (not "1 epochs"), history.csv without
+    its all-NA val_* columns, grids enlarged and headed with the class names
+    (from run.json for `sample` too)."""
+    argv = ["train", "--model", "cdcgan", "--width", "8", "--latent-dim", "8"]
+    argv += ["--dataset", str(_bug_folder(tmp_path / "bugs")), "--batch-size", "4"]
+    argv += ["--steps-per-epoch", "2", "--epochs", "1", "--quality-samples", "0"]
+    run_dir = tmp_path / "run"
+    assert generate.main([*argv, "--samples", "6", "--output", str(run_dir)]) == 0
+    assert ": 1 epoch, d_loss" in capsys.readouterr().out
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert "g_loss" in header and not [key for key in header if "val_" in key]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["class_names"] == ["ant", "bee", "cat"]
+    grid_path = run_dir / "samples" / "epoch_001.png"
+    # 2 rows of the 3 classes, 16x16 enlarged to 64x64, under a header.
+    width, height = Image.open(grid_path).size
+    assert width == 3 * 66 - 2 and height > 2 * 66 - 2
+    assert _header(grid_path).max() > 200  # white text on black
+    # `sample` takes the names from the run.json beside the model.
+    sample = ["sample", "--n", "3", "--model-path"]
+    named, numbered = tmp_path / "named.png", tmp_path / "numbered.png"
+    model_path = run_dir / "model.keras"
+    assert generate.main([*sample, str(model_path), "--output", str(named)]) == 0
+    bare = tmp_path / "bare" / "model.keras"  # no run.json beside it: "class N"
+    bare.parent.mkdir()
+    bare.write_bytes(model_path.read_bytes())
+    assert generate.main([*sample, str(bare), "--output", str(numbered)]) == 0
+    assert _header(named).max() > 200
+    assert np.array_equal(_header(named), _header(grid_path))
+    assert not np.array_equal(_header(named), _header(numbered))

@@ -1,0 +1,112 @@
+"""The command lines' --help: every option described with its default, the exit
+codes listed, and answered without importing TensorFlow."""
+
+import argparse
+import importlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from apps import cli
+
+COMMANDS = {
+    "apps.classify": "apps.classify",
+    "apps.generate": "apps.generate",
+    "apps.translate": "apps.translate",
+    "tuning": "tuning.__main__",
+}
+
+
+def _parsers(command):
+    return list(
+        cli.all_parsers(importlib.import_module(COMMANDS[command]).build_parser())
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_help_and_its_default(command):
+    undescribed, default_unshown = [], []
+    for parser in _parsers(command):
+        assert parser.epilog == cli.EXIT_CODES, parser.prog
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                undescribed.append(name)
+            elif cli._has_default(action) and "default" not in (
+                formatter._expand_help(action).lower()
+            ):
+                default_unshown.append(name)
+    assert undescribed == [] and default_unshown == []
+
+
+@pytest.mark.parametrize(
+    "module, argv, shown",
+    [
+        (
+            "apps.generate",
+            ["train"],
+            ["--epochs EPOCHS       training epochs (default: 10)"],
+        ),
+        (
+            "apps.translate",
+            ["train"],
+            ["the optimiser (default: adam)", "cosine (default)"],
+        ),
+        ("apps.classify", ["train"], ["else 10", "adagrad 0.01", "(default: 8)"]),
+        ("apps.classify", ["predict"], ["(default: 3)"]),
+        ("apps.classify", ["export"], ["base directory (default: saved_models)"]),
+        ("tuning.__main__", ["search"], ["(default: random)", "(default: 2)"]),
+    ],
+)
+def test_help_shows_defaults_and_exit_codes(module, argv, shown, capsys):
+    with pytest.raises(SystemExit) as exit:
+        importlib.import_module(module).main([*argv, "--help"])
+    assert exit.value.code == 0
+    text = re.sub(r"\s+", " ", capsys.readouterr().out)
+    for words in [*shown, "exit codes:", "130 interrupted", "APPS_VERBOSE=1"]:
+        assert re.sub(r"\s+", " ", words) in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["apps.classify", "train"],
+        ["apps.generate", "train"],
+        ["apps.translate", "export"],
+        ["tuning", "search"],
+    ],
+)
+def test_help_does_not_import_tensorflow(argv):
+    """`--help` took ~5 s (14 s on a busy 2-core machine): it imported TensorFlow."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", *argv, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "exit codes:" in result.stdout
+    imported = re.findall(r"\|\s+(\S+)$", result.stderr, re.MULTILINE)
+    assert "argparse" in imported
+    assert [
+        name for name in imported if name.split(".")[0] in ("tensorflow", "keras")
+    ] == []
+
+
+def test_spelt_out_choices_are_the_libraries():
+    from apps import training
+    from apps.data import images
+    from apps.generative import gan
+
+    assert cli.OPTIMIZERS == training.OPTIMIZERS
+    assert cli.LR_SCHEDULES == training.LR_SCHEDULES
+    assert cli.STRATEGIES == training.STRATEGIES
+    assert cli.DEFAULT_LEARNING_RATES == training.DEFAULT_LEARNING_RATES
+    assert cli.STEPS_PER_EXECUTION == training.TrainOptions.steps_per_execution
+    assert cli.BN_RECALIBRATION_STEPS == training.TrainOptions.bn_recalibration_steps
+    assert cli.GAN_LOSSES == gan.LOSSES
+    assert cli.MAX_PIXELS == images.MAX_PIXELS
