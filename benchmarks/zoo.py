@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's apps, as the subprocesses run them
 RESULTS = ROOT / "benchmarks" / "results" / "zoo"
 CPU_MODELS = (  # cheapest first, so that a partial run has the most rows
     "lenet5",
