@@ -907,7 +907,7 @@ def load_classifier(model_path):
             "spec saved beside the model)."
         )
     spec = read_preprocessing(spec_path)
-    model = load_model_file(path)
+    model = cli.load_model_file(path)
     try:
         export.check_classifier_model(model, spec)
     except export.ExportError as error:
@@ -928,44 +928,13 @@ def read_preprocessing(path) -> dict:
     try:
         return export.check_classifier_spec(json.loads(Path(path).read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        why = _one_line(error)
+        why = cli.one_line(error)
     except export.ExportError as error:
         why = str(error)
     raise BadFileError(
         f"the model dir's {PREPROCESSING_FILE} is unreadable ({path}: {why}); "
         "re-train the model, or restore the file its run wrote."
     )
-
-
-def load_model_file(path):
-    """A `.keras` file loaded (safe mode: no Lambda layers); BadFileError if the
-    file is truncated or corrupt, UsageError if Keras refuses what it holds."""
-    import zipfile
-    import zlib
-
-    import keras
-
-    import apps  # noqa: F401  (registers our custom layers for deserialisation)
-
-    def damaged(why):
-        return BadFileError(
-            f"{path} is not a readable .keras file (truncated or corrupt: {why}); "
-            "train again, or copy the file again."
-        )
-
-    if not zipfile.is_zipfile(path):
-        raise damaged("not a complete zip archive")
-    try:
-        return keras.saving.load_model(path)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
-        raise damaged(_one_line(error)) from None
-    except Exception as error:  # keras raises many types for what it refuses
-        raise UsageError(f"cannot load {path}: {_one_line(error)}") from error
-
-
-def _one_line(error, limit: int = 200) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # predict
@@ -1034,7 +1003,7 @@ def read_image(path, channels: int, max_pixels: int | None = None):
     except FileNotFoundError:
         raise UsageError("no such file") from None
     except Exception as error:  # PIL raises many types for a bad file
-        why = _one_line(error)
+        why = cli.one_line(error)
         raise UsageError(f"not a readable PNG/JPEG image ({why})") from None
 
 

@@ -32,8 +32,8 @@ def bad_input():
 
 
 INTERRUPTED = (
-    "interrupted. A train command continues from its last saved state when the "
-    "same command is run again."
+    "interrupted. A train (or tuning search) command continues from its last "
+    "saved state when the same command is run again."
 )
 
 
@@ -271,3 +271,36 @@ def file_export(export, source) -> int:
         print(line)
     print(f"exported {source} to {target}")
     return 0
+
+
+def load_model_file(path, compile: bool = True):
+    """A `.keras` file loaded (safe mode: no Lambda layers); BadFileError (exit 1)
+    if the file is truncated or corrupt, UsageError (exit 2) if Keras refuses what
+    it holds. `compile=False` for models whose losses are not registered."""
+    import zipfile
+    import zlib
+
+    import keras
+
+    import apps  # noqa: F401  (registers our custom layers for deserialisation)
+
+    def damaged(why):
+        return BadFileError(
+            f"{path} is not a readable .keras file (truncated or corrupt: {why}); "
+            "train again, or copy the file again."
+        )
+
+    if not zipfile.is_zipfile(path):
+        raise damaged("not a complete zip archive")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise damaged(one_line(error)) from None
+    except Exception as error:  # keras raises many types for what it refuses
+        raise UsageError(f"cannot load {path}: {one_line(error)}") from error
+
+
+def one_line(error, limit: int = 200) -> str:
+    """An exception's message on one line, cut to `limit` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -249,6 +249,9 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except cli.BadFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return interrupted()
 
@@ -648,7 +651,6 @@ def summarise_run(run_dir, gan, args, throughput) -> dict:
 
 def load_gan(model_path):
     """Loads a GAN saved by `train` (model.keras or best.keras)."""
-    import keras
 
     import apps  # noqa: F401  (custom layers)
     import apps.generative  # noqa: F401  (the GAN class)
@@ -660,10 +662,7 @@ def load_gan(model_path):
             f"--model-path {path} does not exist; point it at the model.keras of "
             "a `python -m apps.generate train` run."
         )
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as error:  # keras raises many types for a bad file
-        raise UsageError(f"cannot load {path}: {error}") from error
+    model = cli.load_model_file(path)
     if not isinstance(model, GAN):
         raise UsageError(
             f"{path} holds a {type(model).__name__}, not a GAN from "

@@ -237,6 +237,9 @@ def main(argv=None) -> int:
     except TrainingError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    except cli.BadFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return interrupted()
 
@@ -544,7 +547,6 @@ def plot_attention(model, sample, path):
 
 def load_translator(model_path):
     """Loads a translator from a run directory (its model.keras) or a .keras file."""
-    import keras
 
     import apps.sequence  # noqa: F401  (registers our layers for deserialisation)
 
@@ -556,10 +558,7 @@ def load_translator(model_path):
             f"--model-path {model_path} holds no model: point it at the run directory "
             "of `python -m apps.translate train` or at a .keras file."
         )
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # keras raises many types for a bad file
-        raise UsageError(f"cannot load {path}: {error}") from error
+    model = cli.load_model_file(path, compile=False)
     try:
         model.get_layer("source_vectorizer")
         model.get_layer("target_vectorizer")

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         except search_lib.ConfigurationError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    from apps.cli import UsageError
+    from apps.cli import UsageError, interrupted
 
     try:
         return search(args)
@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     except search_lib.SearchError as error:
         print(f"search stopped: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 # show
