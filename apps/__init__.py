@@ -51,12 +51,22 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_COMMANDS = ("apps.classify", "apps.generate", "apps.translate")
+
+
 def _starting_a_command() -> bool:
-    """Whether a command line is starting: `python -m apps.<command>` imports the
-    package while sys.argv[0] is still "-m" (until Python has found the module);
-    `python -m tuning` imports it from its running `tuning.__main__`."""
+    """Whether one of our command lines is starting: `python -m apps.<command>`
+    imports the package while Python is still finding the module (sys.orig_argv
+    names it); `python -m tuning` imports it from its running `tuning.__main__`.
+    Any other program (`python -m mypackage` whose package imports apps) registers
+    at once."""
+    arguments = getattr(sys, "orig_argv", [])
+    if "-m" in arguments:
+        target = arguments[arguments.index("-m") + 1 :][:1]
+        if target and target[0] in _COMMANDS and sys.argv[:1] == ["-m"]:
+            return True
     main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return sys.argv[:1] == ["-m"] or getattr(main, "name", None) == "tuning.__main__"
+    return getattr(main, "name", None) == "tuning.__main__"
 
 
 if not _starting_a_command():

@@ -3,9 +3,11 @@ codes listed, and answered without importing TensorFlow."""
 
 import argparse
 import importlib
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,23 @@ def test_spelt_out_choices_are_the_libraries():
     assert cli.BN_RECALIBRATION_STEPS == training.TrainOptions.bn_recalibration_steps
     assert cli.GAN_LOSSES == gan.LOSSES
     assert cli.MAX_PIXELS == images.MAX_PIXELS
+
+
+def test_another_program_run_with_dash_m_gets_the_models_registered(tmp_path):
+    # Only our command lines put registration off until their flags are parsed; a
+    # user's `python -m mypackage.run` whose package imports apps must not.
+    package = tmp_path / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("import apps\n")
+    (package / "run.py").write_text("import apps\nprint(len(apps.list_models()))\n")
+    root = str(Path(cli.__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "mypackage.run"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([root, str(tmp_path)])},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) >= 20
