@@ -548,8 +548,14 @@ def runtime_session(
     if fmt == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        runner = interpreter.get_signature_runner(SIGNATURE)
+        from apps import runtime
+
+        # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on
+        # the first call: made here, on zeros of batch 1, with its output held back.
+        with runtime.held_back_stderr():
+            interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            runner = interpreter.get_signature_runner(SIGNATURE)
+            runner(**_zeros_of_batch_one(runner.get_input_details()))
 
         def run_litert(inputs):
             return {key: np.copy(value) for key, value in runner(**inputs).items()}
@@ -1053,3 +1059,14 @@ def _one_line(error) -> str:
     text = str(error).strip().splitlines()
     line = text[0].strip() if text else type(error).__name__
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _zeros_of_batch_one(details) -> dict:
+    """Zero inputs for a LiteRT signature runner, dynamic sizes set to 1."""
+    return {
+        name: np.zeros(
+            [1 if size < 0 else size for size in detail["shape_signature"]],
+            detail["dtype"],
+        )
+        for name, detail in details.items()
+    }

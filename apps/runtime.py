@@ -140,6 +140,8 @@ class _QuietLoader(importlib.abc.Loader):
 _LOG_RECORD = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]\s]+\] ")
 _ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called"
 _CONTINUATIONS = (b"To enable the following instructions:",)  # cpu_feature_guard
+# LiteRT's own logger: "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_LITERT_INFO = b"INFO: "
 _SEVERITIES = b"IWEF"
 
 
@@ -175,13 +177,14 @@ def _flush_stderr():
 def passed_lines(text: bytes, min_level: int) -> bytes:
     """`text` without the log records below severity `min_level` (0 INFO, 1 WARNING,
     2 ERROR, 3 FATAL), their known continuation lines and, from level 1, absl's
-    notice about logging before its initialisation. Everything else is kept."""
+    notice about logging before its initialisation and LiteRT's "INFO: " lines.
+    Everything else is kept."""
     kept, dropped = [], False
     for line in text.splitlines(keepends=True):
         record = _LOG_RECORD.match(line)
         if record:
             dropped = _SEVERITIES.index(record.group(1)) < min_level
-        elif line.startswith(_ABSL_NOTICE):
+        elif line.startswith(_ABSL_NOTICE) or line.startswith(_LITERT_INFO):
             dropped = min_level >= 1
         else:
             dropped = dropped and line.startswith(_CONTINUATIONS)

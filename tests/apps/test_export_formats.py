@@ -416,3 +416,10 @@ def test_quantized_litert(lenet_run, tmp_path, capsys, idx_files, quantize):
     assert record["quantization"] == quantize
     if quantize == "int8":
         assert record["calibration"] == "256 fashion_mnist train images"
+
+
+def test_litert_says_nothing_of_its_delegate(lenet_run, tmp_path, capfd, idx_files):
+    # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to file
+    # descriptor 2 on a runner's first call; first contact stays quiet.
+    assert _export(classify.main, lenet_run, tmp_path, "--format", "litert", *FEW) == 0
+    assert "XNNPACK" not in capfd.readouterr().err
