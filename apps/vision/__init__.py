@@ -1,5 +1,6 @@
-"""Image classifiers, one module per family; importing them registers them."""
+"""Image classifiers, one module per family; importing them registers them
+(the Vision Transformer, ``vit``, included: it is an image classifier)."""
 
-from apps.vision import alexnet, googlenet, lenet, mlp, resnet, vgg
+from apps.vision import alexnet, googlenet, lenet, mlp, resnet, vgg, vit
 
-__all__ = ["alexnet", "googlenet", "lenet", "mlp", "resnet", "vgg"]
+__all__ = ["alexnet", "googlenet", "lenet", "mlp", "resnet", "vgg", "vit"]

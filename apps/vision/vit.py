@@ -37,6 +37,7 @@ DEFAULT_PATCH_SIZE = 4
 REPRESENTATIONS = ("class_token", "mean")
 
 
+# "apps.sequence": where vit.py lived; kept so that saved models still load.
 @keras.saving.register_keras_serializable(package="apps.sequence")
 class ClassToken(kl.Layer):
     """Puts a learned ``[class]`` token before a sequence: ``(B, N, D) -> (B, N+1, D)``.
