@@ -159,7 +159,7 @@ RECIPES = {
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=1,
     hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES['rnn'],
+    recipe=RECIPES["rnn"],
 )
 def rnn(
     include_top=True,
@@ -219,7 +219,7 @@ def rnn(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=1,
     hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES['lstm'],
+    recipe=RECIPES["lstm"],
 )
 def lstm(
     include_top=True,
@@ -279,7 +279,7 @@ def lstm(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=1,
     hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES['gru'],
+    recipe=RECIPES["gru"],
 )
 def gru(
     include_top=True,
@@ -339,7 +339,7 @@ def gru(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=1,
     hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES['bilstm'],
+    recipe=RECIPES["bilstm"],
 )
 def bilstm(
     include_top=True,

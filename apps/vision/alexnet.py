@@ -72,7 +72,7 @@ RECIPES = {
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=("dropout", "groups", "normalization"),
-    recipe=RECIPES['alexnet'],
+    recipe=RECIPES["alexnet"],
 )
 def alexnet(
     include_top=True,

@@ -107,7 +107,7 @@ RECIPES = {
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=("dropout", "aux_classifiers", "batch_norm", "factorized"),
     loss_weights=AUX_LOSS_WEIGHTS,
-    recipe=RECIPES['googlenet'],
+    recipe=RECIPES["googlenet"],
 )
 def googlenet(
     include_top=True,

@@ -59,7 +59,7 @@ RECIPES = {
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=("activation", "pool_type", "dropout"),
-    recipe=RECIPES['lenet5'],
+    recipe=RECIPES["lenet5"],
 )
 def lenet5(
     include_top=True,

@@ -45,7 +45,7 @@ RECIPES = {
         "activation",
         "batch_norm",
     ),
-    recipe=RECIPES['mlp'],
+    recipe=RECIPES["mlp"],
 )
 def mlp(
     include_top=True,

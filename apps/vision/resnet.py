@@ -295,7 +295,7 @@ def resnet(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES['resnet18'],
+    recipe=RECIPES["resnet18"],
 )
 def resnet18(
     include_top=True,
@@ -334,7 +334,7 @@ def resnet18(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES['resnet34'],
+    recipe=RECIPES["resnet34"],
 )
 def resnet34(
     include_top=True,
@@ -373,7 +373,7 @@ def resnet34(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES['resnet50'],
+    recipe=RECIPES["resnet50"],
 )
 def resnet50(
     include_top=True,

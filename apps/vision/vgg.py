@@ -128,27 +128,18 @@ def _conv(x, filters, name, bn_momentum):
 
 # Without BatchNorm, VGG needs a small Adam step to start learning from scratch.
 RECIPES = {
-    "vgg11": Recipe(
+    name: Recipe(
         epochs=30,
-        learning_rate=1e-4,
+        learning_rate=learning_rate,
         augment="flip",
-        cpu_budget={"epochs": 2, "steps_per_epoch": 350},
+        cpu_budget={"epochs": 2, "steps_per_epoch": steps_per_epoch},
         input="28x28 upsampled to 32x32 in the model (layer resize)",
-    ),
-    "vgg16": Recipe(
-        epochs=30,
-        learning_rate=1e-4,
-        augment="flip",
-        cpu_budget={"epochs": 2, "steps_per_epoch": 200},
-        input="28x28 upsampled to 32x32 in the model (layer resize)",
-    ),
-    "vgg16_bn": Recipe(
-        epochs=30,
-        learning_rate=1e-3,
-        augment="flip",
-        cpu_budget={"epochs": 2, "steps_per_epoch": 200},
-        input="28x28 upsampled to 32x32 in the model (layer resize)",
-    ),
+    )
+    for name, learning_rate, steps_per_epoch in (
+        ("vgg11", 1e-4, 350),
+        ("vgg16", 1e-4, 200),
+        ("vgg16_bn", 1e-3, 200),
+    )
 }
 
 
@@ -229,7 +220,7 @@ def vgg(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES['vgg11'],
+    recipe=RECIPES["vgg11"],
 )
 def vgg11(
     include_top=True,
@@ -304,7 +295,7 @@ def vgg13(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES['vgg16'],
+    recipe=RECIPES["vgg16"],
 )
 def vgg16(
     include_top=True,
@@ -453,7 +444,7 @@ def vgg13_bn(
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_BN_HYPERPARAMETERS,
-    recipe=RECIPES['vgg16_bn'],
+    recipe=RECIPES["vgg16_bn"],
 )
 def vgg16_bn(
     include_top=True,

@@ -112,7 +112,7 @@ RECIPES = {
         "dropout",
         "representation",
     ),
-    recipe=RECIPES['vit'],
+    recipe=RECIPES["vit"],
 )
 def vit(
     include_top=True,
