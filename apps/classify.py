@@ -106,9 +106,7 @@ def _add_train(parser):
         help="any builder argument, e.g. activation=relu (repeatable)",
     )
     optimisation = parser.add_argument_group("Optimisation")
-    optimisation.add_argument(
-        "--epochs", type=int, help=_recipe_default("epochs")
-    )
+    optimisation.add_argument("--epochs", type=int, help=_recipe_default("epochs"))
     optimisation.add_argument(
         "--steps-per-epoch",
         type=int,

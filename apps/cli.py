@@ -9,6 +9,14 @@ import contextlib
 import inspect
 import re
 
+from apps.options import (  # noqa: F401  (re-exported for the command lines)
+    DEFAULT_LEARNING_RATES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    STRATEGIES,
+    TrainOptions,
+)
+
 
 class UsageError(ValueError):
     """Bad command-line input; reported with exit code 2 (nothing was started)."""
@@ -97,20 +105,10 @@ def _literal(text):
 
 # --help: every option described, its default shown and the exit codes listed, from
 # a parser built without TensorFlow (then --help answers in a fraction of a second:
-# see apps/__init__). The training core's choices and defaults are spelt out here,
-# kept equal to apps.training's, the GAN's and apps.data's by a test.
-OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
-LR_SCHEDULES = ("constant", "cosine", "plateau", "rsqrt")
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-DEFAULT_LEARNING_RATES = {
-    "sgd": 0.01,
-    "momentum": 0.01,
-    "adam": 1e-3,
-    "adagrad": 0.01,
-    "rmsprop": 1e-3,
-}
-STEPS_PER_EXECUTION = 8  # TrainOptions.steps_per_execution
-BN_RECALIBRATION_STEPS = 100  # TrainOptions.bn_recalibration_steps
+# see apps/__init__). The training core's choices come from apps.options (no
+# TensorFlow); the GAN's and apps.data's are spelt out here, kept equal by a test.
+STEPS_PER_EXECUTION = TrainOptions.steps_per_execution
+BN_RECALIBRATION_STEPS = TrainOptions.bn_recalibration_steps
 GAN_LOSSES = ("bce", "lsgan")  # apps.generative.gan.LOSSES
 MAX_PIXELS = 40_000_000  # apps.data.images.MAX_PIXELS
 LIST_MODELS = "python -c 'import apps; print(apps.list_models())'"
@@ -191,6 +189,124 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     return args
 
 
+# The training flags: generated once from apps.options.TrainOptions, so that every
+# training command has the same ones, with the same meaning and help.
+SHARED_TRAINING_FLAGS = (
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "weight_decay",
+    "lr_schedule",
+    "early_stopping",
+    "checkpoint_every",
+    "strategy",
+    "devices",
+    "mixed_precision",
+    "jit",
+    "steps_per_execution",
+    "seed",
+)
+OVERWRITE_HELP = "train again from scratch, replacing what --output holds"
+
+
+def flag_name(field: str) -> str:
+    """``batch_size`` -> ``--batch-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def add_training_flags(
+    parser,
+    *,
+    defaults=None,
+    extra=(),
+    unsupported=None,
+    default_text=None,
+) -> dict:
+    """Adds the training core's flags to `parser`; returns its argument groups by
+    title ("Optimisation", "Distribution and speed", "Output"), for the command's
+    own flags.
+
+    Every command gets `SHARED_TRAINING_FLAGS` and `--overwrite`; `extra` names
+    further TrainOptions fields it honours (warmup_epochs, label_smoothing,
+    bn_recalibration_steps). The argparse default is None (False for switches), so
+    that a command tells a given flag from an unset one; `train_options` fills the
+    rest from `defaults` (the command's own, by field name), else TrainOptions'.
+    `default_text` replaces the "(default: X)" a flag's help ends with;
+    `unsupported` maps fields the command cannot honour to the reason, which the help
+    states and `train_options` gives when the flag is used.
+    """
+    from apps import options
+
+    defaults, unsupported = defaults or {}, unsupported or {}
+    default_text = default_text or {}
+    wanted = (*SHARED_TRAINING_FLAGS, *extra)
+    groups = {}
+    for field in options.flag_fields():
+        if field.name not in wanted:
+            continue
+        meta = dict(field.metadata)
+        title = meta.pop("group")
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        help_text = meta.pop("help")
+        meta.pop("flag")
+        default = defaults.get(field.name, field.default)
+        if field.name in unsupported:
+            help_text += f" (not supported here: {unsupported[field.name]})"
+        elif field.name in default_text:
+            help_text += f" (default: {default_text[field.name]})"
+        elif default is not None and default is not False:
+            help_text += f" (default: {default})"
+        if field.type == "bool":
+            groups[title].add_argument(
+                flag_name(field.name), action="store_true", help=help_text
+            )
+            continue
+        kind = {"int": int, "float": float}.get(field.type.split(" ")[0], str)
+        groups[title].add_argument(
+            flag_name(field.name), type=kind, help=help_text, **meta
+        )
+    output = groups.setdefault(
+        options.OUTPUT, parser.add_argument_group(options.OUTPUT)
+    )
+    output.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    return groups
+
+
+def given_training_flags(args) -> dict:
+    """The training flags set on the command line: {field: value}."""
+    from apps import options
+
+    return {
+        field.name: getattr(args, field.name)
+        for field in options.flag_fields()
+        if getattr(args, field.name, None) not in (None, False)
+    }
+
+
+def train_options(args, *, defaults=None, unsupported=None, **fixed):
+    """TrainOptions from parsed training flags: a given flag wins, else
+    `defaults[field]`, else TrainOptions' default; `fixed` values are set by the
+    command itself. A flag in `unsupported` is refused with its reason; invalid
+    values raise UsageError (exit 2) naming the field."""
+    from apps import options
+
+    defaults, unsupported = defaults or {}, unsupported or {}
+    given = given_training_flags(args)
+    for name, reason in unsupported.items():
+        if name in given:
+            raise UsageError(f"{flag_name(name)} is not supported here: {reason}")
+    values = {
+        field.name: given.get(field.name, defaults.get(field.name, field.default))
+        for field in options.flag_fields()
+        if hasattr(args, field.name) or field.name in defaults
+    }
+    with bad_input():
+        return options.TrainOptions(**{**values, **fixed})
+
+
 # export sub-commands: the formats (choices kept equal to apps.export_formats'
 # FORMATS and QUANTIZATIONS by a test; spelt out here so that --help imports no
 # TensorFlow)
@@ -244,6 +360,55 @@ def add_export_format_options(parser, *, file_formats=True, examples="test image
         help="--quantize int8 of a classifier: largest loss of test accuracy, in "
         "points, against the float Keras model (default: 1.0)",
     )
+
+
+def add_export_flags(
+    parser,
+    *,
+    model_path_help: str,
+    file_formats=True,
+    examples="test images",
+) -> None:
+    """The export sub-command's flags, the same in every command: --format (and the
+    ONNX/LiteRT verification flags), --model-path, --name, --export-dir, --version,
+    --force."""
+    add_export_format_options(parser, file_formats=file_formats, examples=examples)
+    parser.add_argument("--model-path", required=True, help=model_path_help)
+    parser.add_argument("--name", required=True, help=EXPORT_NAME_HELP)
+    parser.add_argument("--export-dir", default="saved_models", help=EXPORT_DIR_HELP)
+    parser.add_argument("--version", help="integer; default: next after the highest")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing version"
+    )
+
+
+# Exit codes (EXIT_CODES): what every command does with what its work raises.
+def run_command(command, args, *, usage_errors=(), failures=()) -> int:
+    """`command(args)`, with exceptions turned into one line on stderr and an exit
+    code: bad input (UsageError, the data, registry and export errors, and
+    `usage_errors`) 2; a failed run (TrainingError, BadFileError, `failures`) 1;
+    Ctrl-C 130. Anything else is a bug and keeps its traceback."""
+    import sys
+
+    from apps.data.datasets import DatasetError
+    from apps.export import ExportError
+    from apps.registry import UnknownModelError
+    from apps.training import TrainingError
+
+    bad = (UsageError, DatasetError, UnknownModelError, ExportError, *usage_errors)
+    try:
+        return command(args)
+    except bad as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingError as error:
+        print(f"training stopped: {error}", file=sys.stderr)
+        return 1
+    except (BadFileError, *failures) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return interrupted()
 
 
 def file_export(export, source) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+
+from apps.runs import atomic_write
 
 STATE_KEEP = 2
 
@@ -62,7 +63,7 @@ class RunState:
         self.directory.mkdir(parents=True, exist_ok=True)
         step = int(position["global_step"])
         data_path = self.directory / f"state-{step:010d}.npz"
-        _atomic_write(data_path, lambda file: np.savez(file, **arrays))
+        atomic_write(data_path, lambda file: np.savez(file, **arrays))
         meta = {
             "position": position,
             "variables": [
@@ -75,7 +76,7 @@ class RunState:
             "saved_at": time.time(),
         }
         text = json.dumps(meta, indent=1).encode()
-        _atomic_write(data_path.with_suffix(".json"), lambda file: file.write(text))
+        atomic_write(data_path.with_suffix(".json"), lambda file: file.write(text))
         self._prune()
 
     def restore(self, variables) -> dict | None:
@@ -138,15 +139,6 @@ def _sha256(path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def optimizers(model: keras.Model) -> list:

@@ -153,8 +153,9 @@ class RunDirectory:
             self._mark()
             return
         self._create_and_lock(self.path)  # no one else may be using the old run
-        old_lock, aside = self._lock, self.path.with_name(
-            f".{self.path.name}.replaced-{os.getpid()}"
+        old_lock, aside = (
+            self._lock,
+            self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}"),
         )
         self._lock = None
         os.replace(self.path, aside)
@@ -181,9 +182,7 @@ class RunDirectory:
         record, marker = self.path / self.record, self.marker()
         if marker is None or record.exists():
             return
-        temporary = self.path / f".{self.record}.tmp"
-        temporary.write_text(json.dumps(marker, indent=2) + "\n")
-        os.replace(temporary, record)
+        write_json(record, marker)
 
     def _create_and_lock(self, path: Path) -> None:
         try:
@@ -248,3 +247,62 @@ def _describe(identity: dict) -> str:
     dataset = identity.get("dataset")
     on = f" on {dataset}" if dataset else ""
     return f"{identity.get('model')}{on} ({identity.get('command')})"
+
+
+def write_record(run_dir, command: str, arguments, options, strategy=None, **extra):
+    """run.json: what was run (the command, its arguments, the resolved training
+    options, versions, the strategy and replicas) and any `extra` fields. The one
+    writer of run records, for every command."""
+    import dataclasses
+
+    from apps import training
+
+    record = {
+        "command": command,
+        "arguments": dict(vars(arguments))
+        if hasattr(arguments, "__dict__")
+        else dict(arguments),
+        "options": dataclasses.asdict(options)
+        if dataclasses.is_dataclass(options)
+        else options,
+        "versions": training.versions(),
+        **extra,
+    }
+    if strategy is not None:
+        record["strategy"] = type(strategy).__name__
+        record["replicas"] = training.replicas(strategy)
+    write_json(Path(run_dir) / RECORD, record)
+
+
+# Files in a run directory are written whole or not at all: a kill mid-write leaves
+# the previous version (or none), never half a file.
+
+
+def atomic_write(path, write) -> None:
+    """Calls `write(file)` on a temporary binary file beside `path`, syncs it to disk,
+    then renames it over `path` (POSIX rename is atomic)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path, data) -> None:
+    """`data` as indented, key-sorted JSON, written atomically. NumPy scalars become
+    numbers, paths strings, anything else its repr."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n"
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def _jsonable(value):
+    if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)

@@ -22,8 +22,6 @@ Typical use (the order matters: devices first, before TensorFlow initialises the
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import platform
@@ -36,17 +34,17 @@ import numpy as np
 import tensorflow as tf
 
 from apps import batch_norm, loop, optimizers
+from apps.options import (  # noqa: F401  (re-exported: the core's options)
+    DEFAULT_LEARNING_RATES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    STRATEGIES,
+    TrainOptions,
+    _require_choice,
+    _require_positive,
+)
+from apps.runs import write_json  # noqa: F401  (re-exported for the commands)
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
-DEFAULT_LEARNING_RATES = {
-    "sgd": 0.01,
-    "momentum": 0.01,
-    "adam": 1e-3,
-    "adagrad": 0.01,
-    "rmsprop": 1e-3,
-}
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
-LR_SCHEDULES = ("constant", "cosine", "plateau", "rsqrt")
 NAN_ADVICE = (
     "Try a smaller --learning-rate (e.g. 10x lower), gradient-friendly settings "
     "(--optimizer adam, BatchNorm variants), or check the input data for NaN/Inf. "
@@ -57,111 +55,6 @@ NAN_ADVICE = (
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says what happened and what to try."""
-
-
-@dataclasses.dataclass
-class TrainOptions:
-    """Everything the core needs to know about how to train.
-
-    Attributes mirror the command-line flags of `python -m apps.classify train`.
-    `batch_size` is per replica; the global batch is `batch_size * replicas`.
-    `bn_recalibration_steps`: training batches over which `fit` recomputes the
-    BatchNorm statistics with the final weights before saving (`apps.batch_norm`;
-    0 = off; models without BatchNormalization are left alone).
-    `warmup_epochs`: the learning rate rises linearly over the first epochs
-    (`constant` and `cosine` schedules; the cosine then decays over the rest).
-    `label_smoothing`: classifiers train on `(1 - eps) * one_hot + eps / classes`.
-    """
-
-    epochs: int = 10
-    steps_per_epoch: int | None = None
-    batch_size: int = 128
-    learning_rate: float | None = None
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    early_stopping: int | None = None
-    strategy: str = "auto"
-    devices: int | None = None
-    mixed_precision: bool = False
-    jit: bool = False
-    steps_per_execution: int = 8
-    checkpoint_every: int | None = None
-    bn_recalibration_steps: int = 100
-    seed: int | None = None
-    verbose: str | int = "auto"
-
-    def __post_init__(self):
-        _require_positive("epochs", self.epochs)
-        _require_positive("batch_size", self.batch_size)
-        _require_positive("steps_per_execution", self.steps_per_execution)
-        if self.steps_per_epoch is not None:
-            _require_positive("steps_per_epoch", self.steps_per_epoch)
-        if self.early_stopping is not None:
-            _require_positive("early_stopping", self.early_stopping)
-        if self.devices is not None:
-            _require_positive("devices", self.devices)
-        if self.checkpoint_every is not None:
-            _require_positive("checkpoint_every", self.checkpoint_every)
-        if self.bn_recalibration_steps != 0:
-            _require_positive("bn_recalibration_steps", self.bn_recalibration_steps)
-        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _require_choice("strategy", self.strategy, STRATEGIES)
-        _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
-            raise ValueError(
-                "learning_rate must be > 0 and finite. "
-                f"Received: learning_rate={self.learning_rate!r}"
-            )
-        if not 0 <= self.weight_decay < 1:
-            raise ValueError(
-                "weight_decay must be in [0, 1). "
-                f"Received: weight_decay={self.weight_decay!r}"
-            )
-        self._check_warmup_and_smoothing()
-
-    def _check_warmup_and_smoothing(self):
-        if (
-            not isinstance(self.warmup_epochs, int)
-            or isinstance(self.warmup_epochs, bool)
-            or not 0 <= self.warmup_epochs < self.epochs
-        ):
-            raise ValueError(
-                f"warmup_epochs must be an integer in [0, epochs={self.epochs}). "
-                f"Received: warmup_epochs={self.warmup_epochs!r}"
-            )
-        if self.warmup_epochs and self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(
-                "warmup_epochs works with the constant and cosine schedules "
-                f"(rsqrt has its own warm-up). Received: lr_schedule="
-                f"{self.lr_schedule!r}, warmup_epochs={self.warmup_epochs}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(
-                "label_smoothing must be in [0, 1). "
-                f"Received: label_smoothing={self.label_smoothing!r}"
-            )
-
-    @property
-    def resolved_learning_rate(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return DEFAULT_LEARNING_RATES[self.optimizer]
-
-
-def _require_positive(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
-
-
-def _require_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}. Received: {name}={value!r}")
 
 
 # Devices and strategy
@@ -835,22 +728,6 @@ def _number(text):
         return float(text)
     except (TypeError, ValueError):  # CSVLogger writes "NA" for a missing value
         return float("nan")
-
-
-def write_json(path, data) -> None:
-    """Writes JSON atomically (temporary file, then os.replace)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable))
-    os.replace(temporary, path)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
 
 
 def versions() -> dict[str, str]:
