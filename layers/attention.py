@@ -141,6 +141,40 @@ class _AttentionBase(keras.layers.Layer):
                 )
         return key_shape
 
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+        use_causal_mask=False,
+    ):
+        key = value if key is None else key
+        mask = compute_attention_mask(
+            query,
+            value,
+            query_mask=query_mask,
+            value_mask=value_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+        )
+        outputs, weights = self._context(query, key, value, mask, training)
+        if return_attention_scores:
+            return outputs, weights
+        return outputs
+
+    def _context(self, query, key, value, mask, training):
+        """The attention's output and its weights; subclasses with projections
+        override it."""
+        dropped, weights = self._attend(query, key, value, mask, training)
+        return ops.matmul(dropped, value), weights
+
     def _attend(self, query, key, value, mask, training):
         """``dropout(masked_softmax(scores)) @ value``; ``_scores`` gives the scores."""
         weights = masked_softmax(self._scores(query, key), mask)
@@ -250,35 +284,6 @@ class ScaledDotProductAttention(_AttentionBase):
         query = ops.multiply(query, ops.cast(scale, query.dtype))
         return ops.matmul(query, ops.swapaxes(key, -1, -2))
 
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        return_attention_scores=False,
-        training=None,
-        use_causal_mask=False,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )
-        dropped, weights = self._attend(query, key, value, mask, training)
-        outputs = ops.matmul(dropped, value)
-        if return_attention_scores:
-            return outputs, weights
-        return outputs
-
 
 @keras.saving.register_keras_serializable(package="layers")
 class AdditiveAttention(_AttentionBase):
@@ -381,35 +386,6 @@ class AdditiveAttention(_AttentionBase):
         if self.bias is not None:
             hidden = hidden + self.bias
         return ops.einsum("btsu,u->bts", ops.tanh(hidden), self.score_vector)
-
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        return_attention_scores=False,
-        training=None,
-        use_causal_mask=False,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )
-        dropped, weights = self._attend(query, key, value, mask, training)
-        outputs = ops.matmul(dropped, value)
-        if return_attention_scores:
-            return outputs, weights
-        return outputs
 
     def get_config(self):
         return {
@@ -597,29 +573,7 @@ class MultiHeadAttention(_AttentionBase):
         query = ops.multiply(query, ops.cast(scale, query.dtype))
         return ops.einsum("bsnh,btnh->bnts", key, query)
 
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        return_attention_scores=False,
-        training=None,
-        use_causal_mask=False,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )
+    def _context(self, query, key, value, mask, training):
         query = self._project(query, self.query_kernel, self.query_bias)
         key = self._project(key, self.key_kernel, self.key_bias)
         value = self._project(value, self.value_kernel, self.value_bias)
@@ -628,9 +582,7 @@ class MultiHeadAttention(_AttentionBase):
         outputs = ops.einsum(self._output_equation, context, self.output_kernel)
         if self.output_bias is not None:
             outputs = outputs + self.output_bias
-        if return_attention_scores:
-            return outputs, weights
-        return outputs
+        return outputs, weights
 
     def get_config(self):
         return {
