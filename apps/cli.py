@@ -282,8 +282,13 @@ def given_training_flags(args) -> dict:
     return {
         field.name: getattr(args, field.name)
         for field in options.flag_fields()
-        if getattr(args, field.name, None) not in (None, False)
+        if _given(getattr(args, field.name, None))
     }
+
+
+def _given(value) -> bool:
+    # by identity: `--seed 0` and `--weight-decay 0` are given (0 == False)
+    return value is not None and value is not False
 
 
 def train_options(args, *, defaults=None, unsupported=None, **fixed):

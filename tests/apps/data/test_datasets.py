@@ -42,6 +42,26 @@ def test_prepared_dataset_is_the_tfds_dataset(fashion_mnist, tfds_data_dir):
     assert builder.info.splits["test"].num_examples == 10_000
 
 
+def test_small_splits_are_read_decoded_in_tfds_order(fashion_mnist, tfds_data_dir):
+    """The decoded copy is tfds's examples in tfds's order; a damaged copy is
+    rebuilt, not trusted."""
+    split = "train[:1%]"
+    builder = tfds.builder("fashion_mnist", data_dir=tfds_data_dir)
+    expected = next(
+        iter(builder.as_dataset(split=split, as_supervised=True).batch(600))
+    )
+    first = next(iter(load("fashion_mnist", split, data_dir=tfds_data_dir).batch(600)))
+    cached = Path(builder.data_dir) / datasets.DECODED_DIR / "train__1__.npz"
+    assert cached.exists()
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated
+    again = next(iter(load("fashion_mnist", split, data_dir=tfds_data_dir).batch(600)))
+    for batch in (first, again):
+        assert np.array_equal(batch[0], expected[0])
+        assert np.array_equal(batch[1], expected[1])
+    with np.load(cached) as arrays:  # rewritten whole
+        assert arrays["images"].shape == (600, 28, 28, 1)
+
+
 def test_offline_preparation_never_touches_the_network(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("tried to reach the network")
