@@ -252,13 +252,11 @@ def add_training_flags(
             groups[title] = parser.add_argument_group(title)
         help_text = meta.pop("help")
         meta.pop("flag")
-        default = defaults.get(field.name, field.default)
+        text = _default_text(field, defaults, default_text, meta.pop("default_text"))
         if field.name in unsupported:
             help_text += f" (not supported here: {unsupported[field.name]})"
-        elif field.name in default_text:
-            help_text += f" (default: {default_text[field.name]})"
-        elif default is not None and default is not False:
-            help_text += f" (default: {default})"
+        elif text is not None:
+            help_text += f" (default: {text})"
         if field.type == "bool":
             groups[title].add_argument(
                 flag_name(field.name), action="store_true", help=help_text
@@ -273,6 +271,17 @@ def add_training_flags(
     )
     output.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return groups
+
+
+def _default_text(field, defaults, default_text, field_text):
+    """What a flag's help gives as its default: the command's description, else the
+    command's default value, else what the field's None means, else its default."""
+    if field.name in default_text:
+        return default_text[field.name]
+    default = defaults.get(field.name, field.default)
+    if default is None or default is False:
+        return field_text
+    return default
 
 
 def given_training_flags(args) -> dict:

@@ -27,9 +27,24 @@ DISTRIBUTION = "Distribution and speed"
 OUTPUT = "Output"
 
 
-def _flag(default, help: str, *, group=OPTIMISATION, flag=True, **argparse_options):
-    """A TrainOptions field whose metadata describes its command-line flag."""
-    metadata = {"help": help, "group": group, "flag": flag, **argparse_options}
+def _flag(
+    default,
+    help: str,
+    *,
+    group=OPTIMISATION,
+    flag=True,
+    default_text=None,
+    **argparse_options,
+):
+    """A TrainOptions field whose metadata describes its command-line flag;
+    `default_text` says what a default of None means."""
+    metadata = {
+        "help": help,
+        "group": group,
+        "flag": flag,
+        "default_text": default_text,
+        **argparse_options,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -55,13 +70,15 @@ class TrainOptions:
     epochs: int = _flag(10, "training epochs")
     steps_per_epoch: int | None = _flag(
         None,
-        "training batches per epoch (default: one pass over the training split)",
+        "training batches per epoch",
+        default_text="one pass over the training split",
         metavar="N",
     )
     batch_size: int = _flag(128, "examples per replica and step")
     learning_rate: float | None = _flag(
         None,
-        "default: the optimiser's usual rate ("
+        "the learning rate",
+        default_text="the optimiser's usual rate ("
         + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LEARNING_RATES.items())
         + ")",
         metavar="LR",
@@ -91,7 +108,8 @@ class TrainOptions:
     early_stopping: int | None = _flag(
         None,
         "stop after PATIENCE epochs without a better validation loss, with the best "
-        "weights (default: off)",
+        "weights",
+        default_text="off",
         metavar="PATIENCE",
     )
     strategy: str = _flag(

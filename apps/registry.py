@@ -20,6 +20,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from apps import search_spaces
 from apps.recipes import Recipe
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -65,6 +66,9 @@ class ModelInfo:
             smaller inputs inside the model unless ``resize=False``.
         hyperparameters: the builder keyword arguments meant for tuning
             (``("dropout", "convs_per_stage", "width")``).
+        search_space: what a search tunes and over which range, hyper-parameter
+            name -> `apps.search_spaces` spec, in the order it is declared (empty:
+            the model is not tunable); see :func:`register_model`.
         loss_weights: per-output loss weights for models with several outputs
             (GoogLeNet's auxiliary classifiers), keyed by output layer name, or
             ``None``. Only the outputs the built model has apply.
@@ -81,6 +85,9 @@ class ModelInfo:
     default_input_shape: tuple | None = None
     min_input_size: int | None = None
     hyperparameters: tuple[str, ...] = ()
+    search_space: Mapping[str, search_spaces.Spec] = dataclasses.field(
+        default_factory=dict
+    )
     loss_weights: Mapping[str, float] | None = None
     description: str = ""
     recipe: Recipe | None = None
@@ -92,6 +99,9 @@ class ModelInfo:
                 self, "default_input_shape", tuple(self.default_input_shape)
             )
         object.__setattr__(self, "hyperparameters", tuple(self.hyperparameters))
+        object.__setattr__(
+            self, "search_space", types.MappingProxyType(dict(self.search_space))
+        )
         if self.loss_weights is not None:
             object.__setattr__(
                 self, "loss_weights", types.MappingProxyType(dict(self.loss_weights))
@@ -116,17 +126,21 @@ def register_model(
     Args:
         name: registry name, lowercase letters, digits and ``_``; defaults to the
             decorated function's ``__name__``.
-        family, paper, task, default_input_shape, min_input_size,
-        hyperparameters, loss_weights, recipe: the metadata, see
-            :class:`ModelInfo`; a recipe's model options must be arguments the
-            builder takes.
+        family, paper, task, default_input_shape, min_input_size, loss_weights,
+        recipe: the metadata, see :class:`ModelInfo`; a recipe's model options
+            must be arguments the builder takes.
+        hyperparameters: the builder arguments meant for tuning, as names, or as a
+            mapping hyper-parameter name -> `apps.search_spaces` spec (the range
+            a search tunes it over) or ``None`` (a builder argument without a
+            range). A mapping with specs makes the model tunable (`tuning`).
         description: one line; defaults to the first line of the docstring.
 
     Returns:
         The decorator, which returns the builder unchanged.
 
     Raises:
-        ValueError: for a badly formed or already registered name.
+        ValueError: for a badly formed or already registered name, or a search
+            space naming what the builder does not take.
     """
 
     def decorator(builder):
@@ -144,6 +158,9 @@ def register_model(
                 "unique."
             )
         _check_recipe(model_name, builder, recipe)
+        names, search_space = _split_hyperparameters(
+            model_name, builder, hyperparameters
+        )
         doc = (builder.__doc__ or "").strip().splitlines()
         _REGISTRY[model_name] = ModelInfo(
             name=model_name,
@@ -153,7 +170,8 @@ def register_model(
             task=task,
             default_input_shape=default_input_shape,
             min_input_size=min_input_size,
-            hyperparameters=hyperparameters,
+            hyperparameters=names,
+            search_space=search_space,
             loss_weights=loss_weights,
             description=description if description is not None else (doc or [""])[0],
             recipe=recipe,
@@ -179,6 +197,34 @@ def _check_recipe(name, builder, recipe):
             f"{name}: the recipe's model_options {unknown} are not arguments of "
             f"{builder.__qualname__}. Its arguments: {sorted(parameters)}"
         )
+
+
+def _split_hyperparameters(name, builder, hyperparameters):
+    """`(builder argument names, search space)` from `register_model`'s
+    ``hyperparameters``: names, or a mapping name -> spec or None."""
+    if not isinstance(hyperparameters, Mapping):
+        return tuple(hyperparameters), {}
+    names, space = [], {}
+    for key, spec in hyperparameters.items():
+        if spec is not None and not isinstance(spec, search_spaces.Spec):
+            raise ValueError(
+                f"{name}: hyperparameters[{key!r}] must be an apps.search_spaces "
+                f"spec or None. Received: {spec!r}"
+            )
+        argument = key if spec is None else spec.builder_argument(key)
+        if argument is not None and argument not in names:
+            names.append(argument)
+        if spec is not None:
+            space[key] = spec
+    parameters = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(names) - set(parameters))
+        if unknown:
+            raise ValueError(
+                f"{name}: the hyperparameters {unknown} are not arguments of "
+                f"{builder.__qualname__}. Its arguments: {sorted(parameters)}"
+            )
+    return tuple(names), space
 
 
 def list_models(pattern="*", task=None):

@@ -593,34 +593,36 @@ def loop_equivalence(variant, **kwargs):
 
 
 class ClassifyRun:
-    """`python -m apps.classify train ...` run in this worker, one epoch per call.
+    """The classification task's train (what `python -m apps.classify train` runs)
+    in this worker, one epoch per call.
 
-    The command runs in a thread; a callback added to the training core's standard
-    callbacks pauses it at the start of every epoch until `advance()` is called
-    again, so that several runs can alternate epoch by epoch. At each epoch end it
+    The training runs in a thread; a callback passed to it (first among the
+    training core's callbacks) pauses it at the start of every epoch until
+    `advance()` is called again, so that several runs can alternate epoch by
+    epoch. At each epoch end it
     records the time and the validation accuracy and (with `test_each_epoch`)
     measures the test accuracy, with its clock stopped (the test pass is not part
     of the command and is not counted).
     """
 
-    def __init__(self, variant, command, test_each_epoch=True):
+    def __init__(self, variant, settings, run_dir, test_each_epoch=True):
         self.variant = variant
         self.threads = _harness.configure_tensorflow(variant)
         import keras
 
         from apps import training
 
-        # The command's own flags: what a user would type.
-        self.command = list(command)
+        # The task's fields, as the command's flags would set them.
+        self.settings, self.run_dir = dict(settings), run_dir
         if "spe" in variant:
-            self.command += ["--steps-per-execution", str(variant["spe"])]
+            self.settings["steps_per_execution"] = variant["spe"]
         if variant.get("precision") not in (None, "float32"):
             if variant["precision"] != training.mixed_precision_policy():
                 raise ValueError(
                     f"precision={variant['precision']}: the command's "
                     f"--mixed-precision uses {training.mixed_precision_policy()}"
                 )
-            self.command.append("--mixed-precision")
+            self.settings["mixed_precision"] = True
         self.test_each_epoch = test_each_epoch
         self.requests, self.results = queue.Queue(), queue.Queue()
         self.epochs: list[dict] = []
@@ -628,9 +630,11 @@ class ClassifyRun:
         self._test = None
         self._reported = 0
         run = self
-        original = training.make_callbacks
 
         class EpochGate(keras.callbacks.Callback):
+            """First among the training core's callbacks: it pauses before
+            Throughput starts an epoch's clock."""
+
             def on_epoch_begin(self, epoch, logs=None):
                 run._pause(f"epoch {epoch}")
 
@@ -647,15 +651,11 @@ class ClassifyRun:
                     run._excluded += time.perf_counter() - ended
                 run.epochs.append(record)
 
-        def make_callbacks(*args, **kwargs):
-            # First: it pauses before Throughput starts an epoch's clock.
-            return [EpochGate(), *original(*args, **kwargs)]
-
-        training.make_callbacks = make_callbacks
+        self.gate = EpochGate()
 
     def info(self) -> dict:
         return {
-            "command": "python -m apps.classify " + " ".join(self.command),
+            "settings": self.settings,
             "variant": _harness.variant_label(self.variant),
             "threads": self.threads,
             "pid": os.getpid(),
@@ -682,12 +682,15 @@ class ClassifyRun:
         }
 
     def _start(self):
-        from apps import classify
+        from apps.tasks import classification
 
         def target():
             try:
-                code = classify.main(self.command)
-                self.results.put(("done", code))
+                config, options, sources = classification.configure(**self.settings)
+                classification.train(
+                    config, options, self.run_dir, [self.gate], recipe=sources
+                )
+                self.results.put(("done", 0))
             except BaseException:  # noqa: BLE001 (reported to the parent)
                 import traceback
 

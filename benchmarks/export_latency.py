@@ -183,9 +183,9 @@ def main(argv=None) -> int:
 def _classifier(args):
     """The model and its preprocessing spec: a trained run's, or a built one's."""
     if args.model_path:
-        from apps import classify
+        from apps.tasks import classification
 
-        return classify.load_classifier(args.model_path)
+        return classification.load(args.model_path)
     import apps
 
     model = apps.build(args.model, classes=10)

@@ -3,7 +3,8 @@
     python benchmarks/lstm_fashion_mnist.py            # 15 epochs, target >= 88 %
 
 Runs ``python -m apps.classify train --model lstm --dataset fashion_mnist --epochs N
---seed 0 --output RUN_DIR`` (in this process, through ``apps.classify.main``): each
+--seed 0 --output RUN_DIR`` (in this process, as the classification task's train,
+which that command runs): each
 28x28 image is read as 28 time steps of 28 pixels by a 128-unit LSTM. Records the
 test accuracy on the 10,000 test images, the wall-clock time and the load average
 sampled during the run (the CPU is shared). Writes JSON (default
@@ -36,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--option",
         action="append",
         default=[],
-        metavar="FLAG=VALUE",
-        help="more `apps.classify train` flags, e.g. --option=--batch-size=64",
+        metavar="FIELD=VALUE",
+        help="more train settings, a ClassificationConfig or TrainOptions field, "
+        "e.g. --option=batch_size=64 or --option=--batch-size=64",
     )
     parser.add_argument("--run-dir", help="keep the run directory here")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
@@ -47,24 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import apps.sequence  # noqa: F401  (registers the recurrent classifiers)
-    from apps import classify
+    from apps import cli
 
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="lstm-fashion-mnist-"))
-    command = [
-        "train",
-        "--model",
-        args.model,
-        "--dataset",
-        "fashion_mnist",
-        "--epochs",
-        str(args.epochs),
-        "--seed",
-        "0",
-    ]
-    for option in args.option:
-        flag, _, value = option.partition("=")
-        command += [flag, value] if value else [flag]
-    command += ["--overwrite", "--output", str(run_dir)]
+    settings = {
+        "model": args.model,
+        "dataset": "fashion_mnist",
+        "epochs": args.epochs,
+        "seed": 0,
+        **cli.model_options(option.lstrip("-") for option in args.option),
+    }
 
     samples, done = [], threading.Event()
 
@@ -76,7 +70,7 @@ def main(argv=None) -> int:
     sampler = threading.Thread(target=sample_load, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    code = classify.main(command)
+    code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
@@ -87,7 +81,7 @@ def main(argv=None) -> int:
     accuracy = metrics["test_accuracy"]
     result = {
         "benchmark": "lstm_fashion_mnist",
-        "command": "python -m apps.classify " + " ".join(command),
+        "settings": settings,
         "model": args.model,
         "test_accuracy": accuracy,
         "test_top5": metrics["test_top5"],
@@ -124,6 +118,16 @@ def main(argv=None) -> int:
     if not args.run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0 if result["target"]["met"] else 1
+
+
+def _train(settings, run_dir) -> int:
+    """The classification task's train, with the model's recipe (a run there
+    before is replaced)."""
+    from apps.tasks import classification
+
+    config, options, sources = classification.configure(**settings)
+    classification.train(config, options, run_dir, overwrite=True, recipe=sources)
+    return 0
 
 
 if __name__ == "__main__":

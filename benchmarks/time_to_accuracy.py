@@ -10,9 +10,10 @@ Runs, in one worker process per variant (see `_harness`), exactly
         --model-option activation=relu --model-option pool_type=max \\
         --augment flip --learning-rate 0.002 --epochs 20 --seed 0 --output DIR
 
-(through `apps.classify.main`). Method: a callback placed first among the training
-core's callbacks pauses the run at the start of each epoch, so that several variants
-alternate epoch by epoch (the machine is shared) and each one's clock runs only
+(as the classification task's train, which that command runs, in the worker).
+Method: a callback passed to it, first among the training core's callbacks, pauses
+the run at the start of each epoch, so that several variants alternate epoch by
+epoch (the machine is shared) and each one's clock runs only
 while it trains. At each epoch end it records the time since the command started
 (setup included: data, build, tracing) and the validation accuracy (the 10 %
 held out, as history.csv has it), and measures the test accuracy on the 10,000 test
@@ -36,21 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-README_COMMAND = [
-    "train",
-    "--model",
-    "lenet5",
-    "--dataset",
-    "fashion_mnist",
-    "--model-option",
-    "activation=relu",
-    "--model-option",
-    "pool_type=max",
-    "--augment",
-    "flip",
-    "--learning-rate",
-    "0.002",
-]
+# The command above as the task's fields (apps.tasks.classification.configure).
+README_SETTINGS = {
+    "model": "lenet5",
+    "dataset": "fashion_mnist",
+    "model_options": {"activation": "relu", "pool_type": "max"},
+    "augment": "flip",
+    "learning_rate": 0.002,
+}
 
 
 def build_parser():
@@ -64,8 +58,9 @@ def build_parser():
         "--option",
         action="append",
         default=[],
-        metavar="FLAG=VALUE",
-        help="more train flags, e.g. --option=--batch-size=256 (every variant)",
+        metavar="FIELD=VALUE",
+        help="more train settings, a ClassificationConfig or TrainOptions field, "
+        "e.g. --option=batch_size=256 or --option=--batch-size=256 (every variant)",
     )
     parser.add_argument(
         "--test-each-epoch", action=argparse.BooleanOptionalAction, default=True
@@ -82,30 +77,24 @@ def main(argv=None) -> dict:
     argv = argv if argv is not None else sys.argv[1:]
     work = Path(args.run_dir or tempfile.mkdtemp(prefix="bench-tta-"))
     labels = [t.strip() or "baseline" for t in args.variants.split(";") if t.strip()]
-    extra = []
-    for option in args.option:
-        flag, _, value = option.partition("=")
-        extra += [flag, value] if value else [flag]
+    from apps import cli
+
+    extra = cli.model_options(option.lstrip("-") for option in args.option)
     specs, run_dirs = {}, {}
     for label in labels:
         variant = _harness.parse_variant(label)
         name = _harness.variant_label(variant)
         run_dirs[name] = work / f"run-{len(run_dirs)}"
-        command = [
-            *README_COMMAND,
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            "0",
-            *extra,
-            "--output",
-            str(run_dirs[name]),
-        ]
+        settings = {**README_SETTINGS, "epochs": args.epochs, "seed": 0, **extra}
         specs[name] = (
             "_sides",
             "classify_run",
             variant,
-            {"command": command, "test_each_epoch": args.test_each_epoch},
+            {
+                "settings": settings,
+                "run_dir": str(run_dirs[name]),
+                "test_each_epoch": args.test_each_epoch,
+            },
         )
     result = _harness.envelope("time_to_accuracy", __file__, argv)
     result["method"] = __doc__.split("Method: ", 1)[1].split("Writes")[0].strip()

@@ -80,12 +80,12 @@ def main(argv=None) -> int:
         search_argv += ["--max-trials", str(args.trials), *budget]
         search_argv += ["--output", str(workdir / "search")]
 
-        from apps import classify, training
+        from apps import cli, training
         from tuning import search as search_lib
         from tuning.__main__ import main as tuning_main
 
         started = time.perf_counter()
-        if classify.main(default_argv) != 0:
+        if cli.run_command(_train_default, (args, workdir / "default")) != 0:
             return 1
         default_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -180,11 +180,31 @@ def _git_commit() -> str | None:
     return f"{commit}+changes" if commit and dirty else commit or None
 
 
+def _train_default(job) -> int:
+    """What `default_command` runs: the classification task's train with the
+    model's recipe and the search's budget."""
+    from apps.tasks import classification
+
+    args, run_dir = job
+    config, options, sources = classification.configure(
+        model=args.model,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_steps=args.eval_steps or None,
+    )
+    classification.train(config, options, run_dir, recipe=sources)
+    return 0
+
+
 def _test_accuracy(model_path, args, spec_dir=None) -> float:
     """Accuracy on the whole test split, as `apps.classify evaluate` measures it."""
     import keras
 
-    from apps import classify, data
+    from apps import data
+    from apps.tasks import classification
 
     model = keras.saving.load_model(model_path)
     spec_file = Path(spec_dir or Path(model_path).parent) / "preprocessing.json"
@@ -199,7 +219,7 @@ def _test_accuracy(model_path, args, spec_dir=None) -> float:
     )
     if args.eval_steps:
         batches = batches.take(args.eval_steps)
-    probabilities, labels = classify.predict_dataset(model, batches)
+    probabilities, labels = classification.predict_dataset(model, batches)
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 

@@ -1,32 +1,22 @@
 """Keras Tuner hypermodels over the registry's families.
 
-Every hypermodel tunes one registered builder and declares the same three
-hyper-parameters, under exactly these names:
+A registered model is tunable when its registry entry has a search space
+(``hyperparameters={...}`` with `apps.search_spaces` specs, see
+`apps.get_model_info(name).search_space`); :class:`ClassifierHyperModel` turns that
+entry into a Keras Tuner search space and calls the registered builder. Every
+hypermodel declares, in this order:
 
 - ``learning_rate``: float, log scale, from a tenth to ten times the optimiser's
   default (Adam: 1e-4 to 1e-2, default 1e-3);
 - ``dropout``: float in [0, 0.5], step 0.1, default the builder's own default; it
-  goes where the builder puts its dropout (see each class);
-- ``depth``: int, whose meaning depends on the family:
+  goes where the builder puts its dropout;
+- the family's own, from the registry: ``depth`` (hidden layers of the MLP, 3x3
+  convolutions per VGG stage, residual blocks per ResNet stage, stacked recurrent
+  layers; LeNet-5's is the paper's and only recorded), ``width``, LeNet-5's
+  ``activation`` and ``pool_type``.
 
-  ==============  ==========================================  =========  =======
-  model           ``depth`` is                                range      default
-  ==============  ==========================================  =========  =======
-  mlp             hidden layers (``width`` units each)        1-4        2
-  vgg             3x3 convolutions in each of the 5 stages    1-3        2
-  resnet          basic residual blocks in each of 4 stages   1-3        2
-  lenet5          convolution layers, fixed by the paper      3 (fixed)  3
-  lstm, gru, rnn  stacked recurrent layers (``width`` units)  1-3        1
-  ==============  ==========================================  =========  =======
-
-  ``depth`` 2 is VGG-13's layout for ``vgg`` (2 convolutions a stage) and ResNet-18
-  for ``resnet``. LeNet-5's depth is the paper's and its builder has no depth
-  argument, so ``depth`` is declared ``Fixed`` (the table of trials still shows it);
-  its search tunes ``activation`` (tanh, relu) and ``pool_type`` (average, max).
-
-Some families also tune ``width`` (hidden units, first-stage filters, recurrent
-units). The defaults of every hyper-parameter are the builder's defaults where the
-builder has one, so ``build(keras_tuner.HyperParameters())`` is the default model.
+The defaults of every hyper-parameter are the builder's defaults where the builder
+has one, so ``build(keras_tuner.HyperParameters())`` is the default model.
 
 A hypermodel's constructor takes the fixed structure: input shape, classes, the
 `apps.training.TrainOptions` every trial trains with, and fixed builder options
@@ -43,31 +33,28 @@ import dataclasses
 import difflib
 import inspect
 import json
-import os
 from pathlib import Path
 
 import keras
 import keras_tuner
 
 import apps
-from apps import training
+from apps import runs, search_spaces, training
 
 apps.register_models()  # `python -m tuning` leaves it to us (apps/__init__)
 
 OBJECTIVE = "val_accuracy"
+# Every hypermodel's (depth: each tunable family's registry entry has one).
 TUNED = ("learning_rate", "dropout", "depth")
 DROPOUT_RANGE = (0.0, 0.5, 0.1)
 RESULT_FILE = "trial_result.json"
 
 
 class ClassifierHyperModel(keras_tuner.HyperModel):
-    """A registered classifier builder as a search space; subclasses set the family.
-
-    Subclasses set ``model_name`` (the registry name of the builder they tune) and
-    implement :meth:`architecture`, which declares ``depth`` and any family-specific
-    hyper-parameters and returns the builder's keyword arguments.
+    """A registered classifier builder as a search space: its registry entry's.
 
     Args:
+        model_name: a tunable registry name (see :func:`tunable_models`).
         input_shape: the model's input shape, e.g. ``(28, 28, 1)``.
         classes: number of classes (>= 2).
         options: the `apps.training.TrainOptions` of every trial (epochs, steps,
@@ -80,14 +67,18 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
         ValueError: for a bad input shape, class count or builder option.
     """
 
-    model_name: str = ""
-    #: builder arguments this hypermodel tunes (beyond ``dropout``), for checks.
-    tuned_arguments: tuple[str, ...] = ()
-
     def __init__(
-        self, input_shape, classes, *, options=None, name=None, **builder_options
+        self,
+        model_name,
+        input_shape,
+        classes,
+        *,
+        options=None,
+        name=None,
+        **builder_options,
     ):
-        self.info = apps.get_model_info(self.model_name)
+        self.model_name = model_name
+        self.info = apps.get_model_info(model_name)
         self.input_shape = _check_input_shape(input_shape)
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
             raise ValueError(
@@ -102,8 +93,11 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
                 f"Received: options={options!r}"
             )
         self.options = options
-        self.builder_options = self._check_builder_options(builder_options)
-        super().__init__(name=name or self.model_name, tunable=True)
+        self.builder_options = {
+            **self._search_defaults(),
+            **self._check_builder_options(builder_options),
+        }
+        super().__init__(name=name or model_name, tunable=True)
 
     # Search space
 
@@ -137,8 +131,14 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
         return model
 
     def architecture(self, hp) -> dict:
-        """Declares ``depth`` (and family knobs); returns the builder's arguments."""
-        raise NotImplementedError
+        """Declares the registry's search space; returns the builder's arguments."""
+        arguments = {}
+        for name, spec in self._tuned().items():
+            value = _declare(hp, name, spec)
+            argument = spec.builder_argument(name)
+            if argument is not None:
+                arguments[argument] = spec.builder_value(value)
+        return arguments
 
     def trial_options(self, learning_rate, epochs=None) -> training.TrainOptions:
         """The TrainOptions of one trial: the search's, with its learning rate."""
@@ -214,7 +214,7 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
                 "data (a validation split > 0)."
             )
         if training.is_chief(kwargs.get("strategy") or _current_strategy()):
-            _write_json(run_dir / RESULT_FILE, {"history": history})
+            runs.write_json(run_dir / RESULT_FILE, {"history": history})
         return _as_history(history)
 
     # Defaults and checks
@@ -227,6 +227,22 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
         low, high, step = DROPOUT_RANGE
         return min(max(round(round(default / step) * step, 6), low), high)
 
+    def _tuned(self) -> dict:
+        """The registry's search space less its `Default` entries, in order."""
+        return {
+            name: spec
+            for name, spec in self.info.search_space.items()
+            if not isinstance(spec, search_spaces.Default)
+        }
+
+    def _search_defaults(self) -> dict:
+        """The builder values the search uses unless a fixed option sets them."""
+        return {
+            name: spec.value(self.input_shape) if callable(spec.value) else spec.value
+            for name, spec in self.info.search_space.items()
+            if isinstance(spec, search_spaces.Default)
+        }
+
     def _builder_default(self, argument, fallback):
         parameter = inspect.signature(self.info.builder).parameters.get(argument)
         if parameter is None or parameter.default is inspect.Parameter.empty:
@@ -235,12 +251,18 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
 
     def _check_builder_options(self, builder_options) -> dict:
         parameters = inspect.signature(self.info.builder).parameters
-        fixed = {"input_shape", "classes", "name", "dropout", *self.tuned_arguments}
-        tuned = sorted(key for key in builder_options if key in fixed)
-        if tuned:
+        searched = {
+            argument
+            for name, spec in self._tuned().items()
+            for argument in (spec.builder_argument(name), *spec.excludes)
+            if argument is not None
+        }
+        fixed = {"input_shape", "classes", "name", "dropout", *searched}
+        set_here = sorted(key for key in builder_options if key in fixed)
+        if set_here:
             raise ValueError(
-                f"{self.model_name}'s hypermodel sets {tuned} itself (tuned or "
-                f"fixed by the search); leave them out. Received: {tuned}"
+                f"{self.model_name}'s hypermodel sets {set_here} itself (tuned or "
+                f"fixed by the search); leave them out. Received: {set_here}"
             )
         unknown = sorted(key for key in builder_options if key not in parameters)
         if unknown:
@@ -252,146 +274,15 @@ class ClassifierHyperModel(keras_tuner.HyperModel):
         return dict(builder_options)
 
 
-class MLPHyperModel(ClassifierHyperModel):
-    """The multilayer perceptron (``mlp``).
-
-    ``depth``: hidden layers, 1 to 4 (default 2); ``width``: units of each, 64 to 512
-    (default 128, the builder's); ``dropout`` follows each hidden layer.
-    """
-
-    model_name = "mlp"
-    tuned_arguments = ("hidden_units", "depth", "width")
-
-    def architecture(self, hp) -> dict:
-        depth = hp.Int("depth", 1, 4, default=2)
-        width = hp.Choice("width", [64, 128, 256, 512], default=128)
-        return {"depth": depth, "width": width}
-
-
-class VGGHyperModel(ClassifierHyperModel):
-    """VGG with a configurable depth (``vgg``).
-
-    ``depth``: 3x3 convolutions in each of the five stages, 1 to 3 (default 2,
-    VGG-13's layout; VGG-11 has 1-1-2-2-2, VGG-16 2-2-3-3-3); ``width``: filters of
-    the first stage, doubled per stage up to 8x (16, 32 or 64, default 64 as in the
-    paper); ``dropout`` follows fc1 and fc2 (default 0.5, the paper's). Fix the size
-    of fc1/fc2 with ``fc_units`` (4096 by default: pass ``fc_units=512`` for 28-32
-    pixel images on a CPU).
-    """
-
-    model_name = "vgg"
-    tuned_arguments = ("convs_per_stage", "width")
-
-    def architecture(self, hp) -> dict:
-        depth = hp.Int("depth", 1, 3, default=2)
-        width = hp.Choice("width", [16, 32, 64], default=64)
-        return {"convs_per_stage": depth, "width": width}
-
-
-class ResNetHyperModel(ClassifierHyperModel):
-    """ResNet v1 with a configurable depth (``resnet``).
-
-    ``depth``: residual blocks in each of the four stages, 1 to 3 (default 2:
-    ResNet-18 with basic blocks; 1 is ResNet-10, 3 ResNet-26); ``width``: filters
-    of the first stage, doubled per stage (16, 32 or 64, default 64, the paper's);
-    ``dropout`` sits before ``predictions``. Blocks are ``basic`` unless
-    ``block="bottleneck"`` is given; inputs smaller than 64 pixels get the 3x3
-    stride-1 stem (``small_inputs=True``) unless ``small_inputs`` is given.
-    """
-
-    model_name = "resnet"
-    tuned_arguments = ("blocks_per_stage", "width")
-    STAGES = 4
-
-    def __init__(self, input_shape, classes, **kwargs):
-        kwargs.setdefault("block", "basic")
-        shape = _check_input_shape(input_shape)
-        small = len(shape) == 3 and all(d is not None and d < 64 for d in shape[:2])
-        kwargs.setdefault("small_inputs", small)
-        super().__init__(shape, classes, **kwargs)
-
-    def architecture(self, hp) -> dict:
-        depth = hp.Int("depth", 1, 3, default=2)
-        width = hp.Choice("width", [16, 32, 64], default=64)
-        return {"blocks_per_stage": (depth,) * self.STAGES, "width": width}
-
-
-class LeNetHyperModel(ClassifierHyperModel):
-    """LeNet-5 (``lenet5``).
-
-    ``depth`` is fixed at 3 (C1, C3, C5: the paper's network, which has no depth
-    argument); the search tunes ``activation`` (``tanh``, the paper's, or ``relu``)
-    and ``pool_type`` (``average``, the paper's, or ``max``); ``dropout`` follows
-    F6.
-    """
-
-    model_name = "lenet5"
-    tuned_arguments = ("activation", "pool_type")
-    CONVOLUTIONS = 3
-
-    def architecture(self, hp) -> dict:
-        hp.Fixed("depth", self.CONVOLUTIONS)
-        activation = hp.Choice("activation", ["tanh", "relu"], default="tanh")
-        pool_type = hp.Choice("pool_type", ["average", "max"], default="average")
-        return {"activation": activation, "pool_type": pool_type}
-
-
-class RecurrentHyperModel(ClassifierHyperModel):
-    """Recurrent classifiers (``rnn``, ``lstm``, ``gru``); images are read row by row.
-
-    ``depth``: stacked recurrent layers, 1 to 3 (default 1, the builder's);
-    ``width``: units of each (32 to 256, default 128, the builder's); ``dropout``
-    follows each recurrent layer.
-    """
-
-    model_name = "lstm"
-    tuned_arguments = ("units", "depth")
-
-    def architecture(self, hp) -> dict:
-        depth = hp.Int("depth", 1, 3, default=1)
-        width = hp.Choice("width", [32, 64, 128, 256], default=128)
-        return {"depth": depth, "units": width}
-
-
-class SimpleRNNHyperModel(RecurrentHyperModel):
-    """Elman's simple recurrent network (``rnn``); see `RecurrentHyperModel`."""
-
-    model_name = "rnn"
-
-
-class GRUHyperModel(RecurrentHyperModel):
-    """The gated recurrent unit (``gru``); see `RecurrentHyperModel`."""
-
-    model_name = "gru"
-
-
-HYPERMODELS = {
-    cls.model_name: cls
-    for cls in (
-        MLPHyperModel,
-        VGGHyperModel,
-        ResNetHyperModel,
-        LeNetHyperModel,
-        SimpleRNNHyperModel,
-        RecurrentHyperModel,
-        GRUHyperModel,
-    )
-}
-
-
 class UnknownHyperModelError(ValueError):
     """``--model`` names nothing the search can tune; the message says what can."""
 
 
 def tunable_models() -> list[str]:
-    """Names `hypermodel_for` accepts: hypermodels whose builder is registered."""
-    registered = set(apps.list_models())
-    return sorted(name for name in HYPERMODELS if name in registered)
-
-
-def unavailable_models() -> list[str]:
-    """Hypermodels whose builder this checkout does not register (yet)."""
-    return sorted(set(HYPERMODELS) - set(tunable_models()))
+    """Names `hypermodel_for` accepts: registered models with a search space."""
+    return [
+        name for name in apps.list_models() if apps.get_model_info(name).search_space
+    ]
 
 
 def resolve_model(name) -> str:
@@ -404,11 +295,6 @@ def resolve_model(name) -> str:
     tunable = tunable_models()
     if name in tunable:
         return name
-    if name in HYPERMODELS:
-        raise UnknownHyperModelError(
-            f"{name!r} has a hypermodel but its builder is not registered in this "
-            f"checkout (apps.list_models() lacks it). Tunable models: {tunable}"
-        )
     families = {}
     for model in tunable:
         families.setdefault(apps.get_model_info(model).family, []).append(model)
@@ -428,8 +314,8 @@ def resolve_model(name) -> str:
                 f"{families[family][0]}."
             )
         raise UnknownHyperModelError(
-            f"{name!r} is registered but no hypermodel covers its family "
-            f"({family!r}). Tunable models: {tunable}"
+            f"{name!r} is registered but its family ({family!r}) has no search "
+            f"space in the registry. Tunable models: {tunable}"
         )
     close = difflib.get_close_matches(str(name), tunable + sorted(families), n=3)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
@@ -440,7 +326,7 @@ def resolve_model(name) -> str:
 
 def hypermodel_for(name, input_shape, classes, **kwargs) -> ClassifierHyperModel:
     """The hypermodel of ``name`` (see :func:`resolve_model`) for this data."""
-    return HYPERMODELS[resolve_model(name)](input_shape, classes, **kwargs)
+    return ClassifierHyperModel(resolve_model(name), input_shape, classes, **kwargs)
 
 
 # Helpers
@@ -476,17 +362,29 @@ def _as_history(history: dict) -> keras.callbacks.History:
     return record
 
 
+def _declare(hp, name, spec):
+    """Declares one `apps.search_spaces` spec as ``name`` in ``hp``; its value."""
+    if isinstance(spec, search_spaces.Recorded):
+        return hp.Fixed(name, spec.value)
+    if isinstance(spec, search_spaces.Choice):
+        return hp.Choice(name, list(spec.values), default=spec.default)
+    if isinstance(spec, search_spaces.Boolean):
+        return hp.Boolean(name, default=spec.default)
+    declare = hp.Int if isinstance(spec, search_spaces.Int) else hp.Float
+    return declare(
+        name,
+        spec.min_value,
+        spec.max_value,
+        step=spec.step,
+        sampling=spec.sampling,
+        default=spec.default,
+    )
+
+
 def _current_strategy():
     import tensorflow as tf
 
     return tf.distribute.get_strategy()
-
-
-def _write_json(path, data) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temporary, path)
 
 
 def _check_input_shape(input_shape) -> tuple:

@@ -35,10 +35,8 @@ trials and trains them, all sharing DIR. See :func:`distributed_role`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -46,9 +44,9 @@ import re
 import shutil
 import sys
 import time
-import warnings
-import zlib
 from pathlib import Path
+
+from apps import runs
 
 TUNERS = ("random", "hyperband", "bayesian")
 OBJECTIVE = "val_accuracy"
@@ -58,14 +56,9 @@ SEARCH_FILE = "search.json"
 PREPROCESSING_FILE = "preprocessing.json"
 BEST_HYPERPARAMETERS = "best_hyperparameters.json"
 BEST_MODEL = "best_model.keras"
-FINISHED = ("COMPLETED", "FAILED")
 ENVIRONMENT = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 CHIEF = "chief"
-# Chief: how often it checks whether every worker has been told to stop.
-SERVER_POLL_SECONDS = 0.5
 LEADING_COLUMNS = ("learning_rate", "dropout", "depth")
-# The training stream from epoch 0 of the last search in this process, by its data.
-_FIRST_STREAM = {}
 
 
 class SearchError(RuntimeError):
@@ -76,8 +69,263 @@ class ConfigurationError(ValueError):
     """Bad search configuration (arguments, environment, output directory)."""
 
 
-class _TooManyFailures(RuntimeError):
-    """Raised inside the oracle; becomes its ``stop_reason``."""
+# The search: configuration, checks, then trials and reports
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """One search: what `python -m tuning search` takes, typed.
+
+    ``options`` are the `apps.training.TrainOptions` of every trial (the learning
+    rate is tuned); ``model_options`` fixed builder arguments (``fc_units=512``);
+    ``arguments`` what the command line was, recorded in search.json.
+    """
+
+    model: str
+    dataset: str
+    output: Path
+    options: object
+    tuner: str = "random"
+    max_trials: int = 10
+    hyperband_factor: int = 3
+    max_retries_per_trial: int = 1
+    max_consecutive_failed_trials: int = 3
+    validation_split: float = 0.1
+    eval_steps: int | None = None
+    augment: str = "none"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    overwrite: bool = False
+    arguments: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A checked search, ready to run: nothing is written yet."""
+
+    config: SearchConfig
+    model: str
+    role: Role | None
+    directory: object
+    kind: str | None
+    strategy: object
+    dataset_info: object
+    spec: dict
+    folder: object
+    loaded: tuple | None
+    hypermodel: object
+    started: float
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a search came to: every trial, the best, and why it stopped early."""
+
+    rows: list
+    best: dict | None
+    failure: str | None
+
+
+def prepare(config: SearchConfig) -> Prepared:
+    """Every check, before anything is written: model, options, output, tuner,
+    data; returns what `run` needs.
+
+    The output is opened as a train command opens its run directory
+    (`apps.runs`): refused unless new, empty or a search of the same model and
+    dataset. In a distributed search only the chief opens it.
+
+    Raises:
+        ValueError: a bad model, option, output or tuner (ConfigurationError and
+            the builders', data's and training core's ValueErrors).
+        SearchError: an unreadable image in a folder dataset.
+    """
+    from apps import data, training
+    from tuning import hypermodels, trial_data
+
+    started = time.perf_counter()
+    role = distributed_role()
+    owner = role is None or role.chief  # writes (and locks) the search directory
+    model = hypermodels.resolve_model(config.model)
+    augment = data.images.parse_augment(config.augment)
+    _check_resumable(config, model)
+    directory = search_directory(config.output, model, config.dataset)
+    kind = directory.check(config.overwrite) if owner else None
+    check_tuner(config.tuner)
+    strategy = training.setup(config.options)
+    dataset_info = data.describe(config.dataset)
+    spec = _preprocessing_spec(dataset_info, model)
+    folder, loaded = trial_data.load(config, spec, strategy, augment, role)
+    hypermodel = hypermodels.hypermodel_for(
+        model,
+        tuple(spec["input_shape"]),
+        dataset_info.num_classes,
+        options=config.options,
+        **config.model_options,
+    )
+    return Prepared(
+        config,
+        model,
+        role,
+        directory,
+        kind,
+        strategy,
+        dataset_info,
+        spec,
+        folder,
+        loaded,
+        hypermodel,
+        started,
+    )
+
+
+def run(prepared: Prepared) -> Outcome | None:
+    """Locks the output, records the search, runs (or serves) the trials, writes
+    the reports; None for a worker of a distributed search (the chief reports).
+
+    Raises:
+        ConfigurationError: Keras Tuner refused the project, or the chief cannot
+            listen on its address.
+        SearchError: a worker lost the chief, or stopped on too many failures.
+    """
+    config, role = prepared.config, prepared.role
+    owner = role is None or role.chief
+    output = Path(config.output)
+    if owner:
+        prepared.directory.open(replace=prepared.kind == "replace")
+    try:
+        if owner:  # the marker first: from here on the directory is this search's
+            _write_search_record(prepared)
+        tuner = _tuner(prepared)
+        if owner:
+            tuner.save()  # from here on a re-run reloads, wherever a kill falls
+        if role is not None and role.chief:
+            from tuning import oracles
+
+            oracles.serve_oracle(tuner, role)
+            failure = _stop_reason(tuner)
+        else:
+            train, validation, steps = prepared.loaded
+            config.options.steps_per_epoch = steps  # the hypermodel's: every trial
+            failure = _run_trials(tuner, train, validation, prepared)
+            if role is not None:
+                if failure:
+                    raise SearchError(failure)
+                return None
+        rows = collect_trials(output)
+        best = write_reports(output, rows, summary=_summary(prepared, rows))
+    finally:
+        prepared.directory.close()
+    return Outcome(rows, best, failure)
+
+
+def _tuner(prepared):
+    config = prepared.config
+    try:
+        return make_tuner(
+            config.tuner,
+            prepared.hypermodel,
+            config.output,
+            max_trials=config.max_trials,
+            epochs=config.options.epochs,
+            hyperband_factor=config.hyperband_factor,
+            seed=config.options.seed,
+            max_retries_per_trial=config.max_retries_per_trial,
+            max_consecutive_failed_trials=config.max_consecutive_failed_trials,
+            strategy=prepared.strategy,
+            overwrite=False,  # --overwrite: the directory was replaced on opening
+        )
+    except ValueError as error:
+        if isinstance(error, ConfigurationError):
+            raise
+        raise ConfigurationError(str(error)) from error
+
+
+def _summary(prepared, rows) -> dict:
+    return {
+        "model": prepared.model,
+        "dataset": prepared.dataset_info.name,
+        "tuner": prepared.config.tuner,
+        "trial_seconds": sum(row["seconds"] or 0.0 for row in rows),
+        "session_seconds": time.perf_counter() - prepared.started,
+    }
+
+
+def _run_trials(tuner, train, validation, prepared) -> str | None:
+    """Runs the trials; returns why the search stopped early, or None."""
+    role = prepared.role
+    try:
+        tuner.search(train, validation, strategy=prepared.strategy)
+    except Exception as error:
+        if role is None or type(error).__module__.split(".")[0] != "grpc":
+            raise
+        details = getattr(error, "details", lambda: "")() or type(error).__name__
+        return (
+            f"the chief oracle at {role.ip}:{role.port} did not answer ({details}). "
+            "Restart the chief if it stopped, then this worker."
+        )
+    return _stop_reason(tuner)
+
+
+def _stop_reason(tuner) -> str | None:
+    reason = getattr(tuner.oracle, "stop_reason", None)
+    if reason is None:
+        return None
+    return (
+        f"{reason} Fix the cause (see the trials' errors.log), then re-run the "
+        "same command: finished trials are kept."
+    )
+
+
+def _check_resumable(config, model):
+    """A resumed search must be the same search: model, dataset and tuner."""
+    record = read_json(Path(config.output) / SEARCH_FILE)
+    if record is None or config.overwrite:
+        return
+    previous = record.get("search", {})
+    current = {"model": model, "dataset": config.dataset, "tuner": config.tuner}
+    changed = {k: previous.get(k) for k in current if previous.get(k) != current[k]}
+    if changed:
+        raise ConfigurationError(
+            f"{config.output} holds another search ({changed}); re-running resumes "
+            "only the same search. Pass --overwrite to start afresh, or another "
+            "--output."
+        )
+
+
+def _preprocessing_spec(dataset_info, model) -> dict:
+    """As the classifier's, so that best_model.keras works with its commands."""
+    import apps
+    from apps.tasks.classification import preprocessing_spec
+
+    return preprocessing_spec(dataset_info, apps.get_model_info(model))
+
+
+def _write_search_record(prepared):
+    """search.json first: it marks the directory as this search's (a kill right
+    after leaves a directory that resumes, not one that is refused); then what
+    best_model.keras expects, and a folder dataset's split."""
+    from apps import data, training
+
+    output, role = Path(prepared.config.output), prepared.role
+    output.mkdir(parents=True, exist_ok=True)
+    runs.write_json(
+        output / SEARCH_FILE,
+        {
+            "command": "tuning search",
+            "search": {
+                "model": prepared.model,
+                "dataset": prepared.config.dataset,
+                "tuner": prepared.config.tuner,
+            },
+            "arguments": prepared.config.arguments,
+            "distributed": None if role is None else dataclasses.asdict(role),
+            "strategy": type(prepared.strategy).__name__,
+            "replicas": training.replicas(prepared.strategy),
+            "versions": training.versions(),
+        },
+    )
+    runs.write_json(output / PREPROCESSING_FILE, prepared.spec)
+    if prepared.folder is not None:
+        runs.write_json(output / data.folders.SPLIT_FILE, prepared.folder.to_json())
 
 
 # Distributed tuning: Keras Tuner's environment variables
@@ -148,187 +396,6 @@ def distributed_role(environ=None) -> Role | None:
 # Tuners and oracles
 
 
-@functools.cache
-def _oracle_classes():
-    """Our oracle classes, made on first use (keras_tuner imports TensorFlow)."""
-    import keras_tuner
-
-    class ReconcilingOracle:
-        """Mixin: atomic state files, a reload that trusts the trial files, and a
-        stop after too many failures in a row that every tuner hears of."""
-
-        #: why the search stops early (too many failures in a row), or None.
-        stop_reason = None
-
-        def save(self):
-            _write_json(self._get_oracle_fname(), self.get_state())
-
-        def _save_trial(self, trial):
-            path = Path(self._get_trial_dir(trial.trial_id)) / "trial.json"
-            _write_json(path, trial.get_state())
-
-        def reload(self):
-            super().reload()
-            # Each trial file is written before the oracle's state, so it is the
-            # newer of the two wherever a kill fell between them.
-            for trial_id, trial in self.trials.items():
-                values_hash = self._compute_values_hash(trial.hyperparameters.values)
-                self._tried_so_far.add(values_hash)
-                self._id_to_hash[trial_id] = values_hash
-                if trial_id not in self.start_order:
-                    self.start_order.append(trial_id)
-                if trial.status in FINISHED:
-                    self._retry_queue = [t for t in self._retry_queue if t != trial_id]
-                    if trial_id not in self.end_order:
-                        self.end_order.append(trial_id)
-                elif trial_id not in self._retry_queue:
-                    self._retry_queue.append(trial_id)
-
-        @keras_tuner.synchronized
-        def create_trial(self, tuner_id):
-            # A trial queued again on a reload (a restarted chief) may since have
-            # been finished by the worker that was running it.
-            self._retry_queue = [
-                t for t in self._retry_queue if self.trials[t].status not in FINISHED
-            ]
-            if self.stop_reason is None:
-                return super().create_trial(tuner_id)
-            self.tuner_ids.discard(tuner_id)
-            return keras_tuner.engine.trial.Trial(
-                self.get_space(), trial_id="stopped", status="STOPPED"
-            )
-
-        @keras_tuner.synchronized
-        def end_trial(self, trial):
-            try:
-                super().end_trial(trial)
-            except _TooManyFailures as error:
-                # Keras Tuner raises before it records the trial and releases it;
-                # record it, then stop every tuner at its next request.
-                self.stop_reason = str(error)
-                self._save_trial(self.trials[trial.trial_id])
-                self.save()
-                for tuner_id, ongoing in list(self.ongoing_trials.items()):
-                    if ongoing.trial_id == trial.trial_id:
-                        self.ongoing_trials.pop(tuner_id)
-
-        def _check_consecutive_failures(self):
-            # The failures at the end of the record, not anywhere in it: after a
-            # fix, a resumed search goes on until it fails that often again.
-            failures = 0
-            for trial_id in reversed(self.end_order):
-                if self.trials[trial_id].status != "FAILED":
-                    break
-                failures += 1
-            if failures >= self.max_consecutive_failed_trials:
-                last = self.trials[self.end_order[-1]]
-                message = (last.message or "").strip().splitlines()
-                raise _TooManyFailures(
-                    f"{failures} trials failed in a row (the limit, "
-                    "--max-consecutive-failed-trials, is "
-                    f"{self.max_consecutive_failed_trials}); the last one: "
-                    f"{message[-1] if message else 'no message'}."
-                )
-
-    class RandomOracle(ReconcilingOracle, keras_tuner.oracles.RandomSearchOracle):
-        """Random search."""
-
-    class HyperbandOracle(ReconcilingOracle, keras_tuner.oracles.HyperbandOracle):
-        """Hyperband (Li et al., 2018)."""
-
-    class BayesianOracle(
-        ReconcilingOracle, keras_tuner.oracles.BayesianOptimizationOracle
-    ):
-        """Bayesian optimisation with a Gaussian process."""
-
-    return {
-        "random": RandomOracle,
-        "hyperband": HyperbandOracle,
-        "bayesian": BayesianOracle,
-    }
-
-
-@functools.cache
-def _tuner_classes():
-    import keras
-    import keras_tuner
-
-    class CoreTuner:
-        """Mixin: each trial trains in DIR/trials/trial_<id> through the training core.
-
-        Also: per-trial seeding, trial timing, failure logging, atomic saves, and a
-        reload that happens whenever the oracle has a state.
-        """
-
-        def __init__(self, oracle, hypermodel, *, seed=None, **kwargs):
-            self.seed = seed
-            self.search_dir = Path(kwargs["directory"])
-            project = self.search_dir / kwargs["project_name"]
-            tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
-            worker = _is_worker()
-            if (
-                not kwargs.get("overwrite")
-                and not worker
-                and (project / "oracle.json").exists()
-                and not (project / f"{tuner_id}.json").exists()
-            ):
-                # Keras Tuner reloads only when the tuner's own file exists; a kill
-                # can fall after the oracle's first save and before it.
-                _write_json(project / f"{tuner_id}.json", {})
-            # Straight to keras_tuner.Tuner: RandomSearch, Hyperband, ... only make
-            # their own oracle, and ours persists safely.
-            keras_tuner.Tuner.__init__(
-                self, oracle=oracle, hypermodel=hypermodel, **kwargs
-            )
-
-        def trial_run_dir(self, trial_id) -> Path:
-            return self.search_dir / TRIALS / f"trial_{trial_id}"
-
-        def run_trial(self, trial, *args, **kwargs):
-            run_dir = self.trial_run_dir(trial.trial_id)
-            _claim_run_dir(run_dir, trial.hyperparameters.values)
-            if self.seed is not None:  # the same trial starts the same way
-                offset = zlib.crc32(str(trial.trial_id).encode()) % 100_003
-                keras.utils.set_random_seed(self.seed + offset)
-            started = time.perf_counter()
-            try:
-                return super().run_trial(trial, *args, run_dir=run_dir, **kwargs)
-            finally:
-                _add_time(run_dir, time.perf_counter() - started, self.tuner_id)
-
-        def on_trial_end(self, trial):
-            if trial.status in ("INVALID", "FAILED"):
-                _log_failure(self.trial_run_dir(trial.trial_id), trial)
-            super().on_trial_end(trial)
-
-        def save(self):
-            if not self._is_worker():
-                self.oracle.save()
-            _write_json(self._get_tuner_fname(), self.get_state())
-
-    class Tuner(CoreTuner, keras_tuner.Tuner):
-        """Random search and Bayesian optimisation (the oracle decides)."""
-
-    class HyperbandTuner(CoreTuner, keras_tuner.Hyperband):
-        """Hyperband: its epochs per trial and weights carried between rounds."""
-
-        def _build_hypermodel(self, hp):
-            with warnings.catch_warnings():
-                # A continued trial loads the earlier round's weights into a fresh
-                # optimiser: Keras warns that the saved optimiser slots are skipped.
-                warnings.filterwarnings(
-                    "ignore", message="Skipping variable loading for optimizer"
-                )
-                return super()._build_hypermodel(hp)
-
-    return CoreTuner, Tuner, HyperbandTuner
-
-
-def _is_worker() -> bool:
-    role = distributed_role()
-    return role is not None and not role.chief
-
-
 def bayesian_available() -> bool:
     """Keras Tuner's Bayesian optimisation needs scikit-learn and SciPy."""
     try:
@@ -387,38 +454,40 @@ def make_tuner(
     _check_count("max_consecutive_failed_trials", max_consecutive_failed_trials, 1)
     import keras_tuner
 
+    from tuning import oracles
+
     if overwrite:
         clear_search(directory)
-    oracles = _oracle_classes()
-    _, tuner_class, hyperband_class = _tuner_classes()
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     failures = {
         "max_retries_per_trial": max_retries_per_trial,
         "max_consecutive_failed_trials": max_consecutive_failed_trials,
     }
     if kind == "hyperband":
-        oracle = oracles[kind](
+        oracle = oracles.ORACLES[kind](
             objective,
             max_epochs=epochs,
             factor=hyperband_factor,
             hyperband_iterations=None,  # as many brackets as max_trials allows
+            max_trials=max_trials,
             seed=seed,
             **failures,
         )
-        oracle.max_trials = max_trials
-        cls = hyperband_class
+        cls = oracles.HyperbandTuner
     elif kind == "bayesian":
-        oracle = oracles[kind](
+        oracle = oracles.ORACLES[kind](
             objective,
             max_trials=max_trials,
             num_initial_points=max(2, max_trials // 3),
             seed=seed,
             **failures,
         )
-        cls = tuner_class
+        cls = oracles.Tuner
     else:
-        oracle = oracles[kind](objective, max_trials=max_trials, seed=seed, **failures)
-        cls = tuner_class
+        oracle = oracles.ORACLES[kind](
+            objective, max_trials=max_trials, seed=seed, **failures
+        )
+        cls = oracles.Tuner
     return cls(
         oracle,
         hypermodel,
@@ -428,44 +497,6 @@ def make_tuner(
         overwrite=False,  # cleared above, with the trials' run directories
         distribution_strategy=strategy,
     )
-
-
-def serve_oracle(tuner, role: Role) -> None:
-    """The chief: serves the tuner's oracle until every worker has been stopped.
-
-    Keras Tuner's own server (``oracle_chief.start_server``) polls every 20 s once a
-    worker is stopped; this one polls every half second and reports a port it
-    cannot bind. Its servicer and protocol are Keras Tuner's.
-    """
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    tuner.save()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(tuner.oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    address = f"{role.ip}:{role.port}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise ConfigurationError(
-            f"the chief cannot listen on {address}: {error}"
-        ) from error
-    if not bound:
-        raise ConfigurationError(
-            f"the chief cannot listen on {address} (in use, or not this machine's "
-            "address). Choose another KERASTUNER_ORACLE_PORT."
-        )
-    server.start()
-    print(f"chief: serving the oracle on {address}", flush=True)
-    try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)):
-            time.sleep(SERVER_POLL_SECONDS)
-    finally:
-        server.stop(grace=2).wait()
 
 
 # The search directory
@@ -479,7 +510,6 @@ def search_directory(directory, model: str, dataset: str):
     An empty ``keras_tuner/`` does not make the directory "not ours" (a worker
     started before its chief makes one), nor does the marker's own temporary file.
     """
-    from apps import runs
 
     class SearchDirectory(runs.RunDirectory):
         record = SEARCH_FILE
@@ -506,56 +536,6 @@ def search_directory(directory, model: str, dataset: str):
             ]
 
     return SearchDirectory(directory, "tuning search", model, dataset)
-
-
-# Trial run directories
-
-
-def _claim_run_dir(run_dir: Path, values: dict) -> None:
-    """Makes run_dir this trial's: one left by other values (a reset search) goes."""
-    marker = run_dir / "hyperparameters.json"
-    if run_dir.exists():
-        try:
-            recorded = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            recorded = None
-        if recorded != _jsonable(values):
-            shutil.rmtree(run_dir)
-    if not marker.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(marker, _jsonable(values))
-
-
-def _add_time(run_dir: Path, seconds: float, tuner_id: str) -> None:
-    """Adds an attempt's time to the trial's timing.json, with who ran it."""
-    path = run_dir / "timing.json"
-    try:
-        timing = json.loads(path.read_text())
-    except (OSError, ValueError):
-        timing = {"seconds": 0.0, "attempts": 0}
-    timing["seconds"] += seconds
-    timing["attempts"] += 1
-    timing["tuner_id"] = tuner_id
-    with contextlib.suppress(OSError):
-        _write_json(path, timing)
-
-
-def _log_failure(run_dir: Path, trial) -> None:
-    message = (trial.message or "").strip()
-    last = message.splitlines()[-1] if message else "no message"
-    if trial.status == "FAILED":
-        what = "not retried (the same values would fail again)"
-    else:
-        what = "retried while --max-retries-per-trial allows"
-    print(
-        f"warning: trial {trial.trial_id} failed: {last}; {what}. Traceback in "
-        f"{run_dir / 'errors.log'}",
-        flush=True,
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "errors.log", "a") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {trial.status}\n")
-        log.write(message + "\n")
 
 
 # The record: tables, plot, best hyper-parameters, best model
@@ -606,7 +586,7 @@ def collect_trials(directory) -> list[dict]:
                 file=sys.stderr,
             )
             continue
-        timing = _read_json(directory / TRIALS / f"trial_{trial_id}" / "timing.json")
+        timing = read_json(directory / TRIALS / f"trial_{trial_id}" / "timing.json")
         message = (state.get("message") or "").strip()
         score = state.get("score")
         best_step = state.get("best_step")
@@ -648,7 +628,7 @@ def write_reports(directory, rows=None, *, summary=None) -> dict | None:
     directory = Path(directory)
     rows = collect_trials(directory) if rows is None else rows
     names = hyperparameter_names(rows)
-    _write_json(
+    runs.write_json(
         directory / "trials.json",
         {"objective": OBJECTIVE, "direction": "max", "trials": rows},
     )
@@ -688,7 +668,7 @@ def write_reports(directory, rows=None, *, summary=None) -> dict | None:
     if best is None:
         return None
     model_file = _keep_best_model(directory, best["trial_id"])
-    _write_json(
+    runs.write_json(
         directory / BEST_HYPERPARAMETERS,
         {
             "objective": OBJECTIVE,
@@ -813,63 +793,6 @@ def summary_text(directory, rows) -> str:
     return "\n".join(lines)
 
 
-# Data: the same loading and pipeline as apps.classify train
-
-
-def datasets(args, spec, global_batch, augment):
-    """Training stream, validation and steps, as `apps.classify` makes them.
-
-    ``args`` has ``dataset``, ``validation_split`` (> 0: the objective is measured
-    on it), ``steps_per_epoch``, ``eval_steps`` and ``seed``. Returns ``(train,
-    validation, steps)``. ``train`` is a ``start_epoch -> stream`` factory that
-    builds the stream on first use (a search with no trial left reads no data) and
-    reuses it for every trial that starts at epoch 0, and for the next search in
-    this process with the same data: the in-memory training split is read once,
-    not once per trial.
-    """
-    from apps import data
-
-    common = {
-        "image_size": tuple(spec["input_shape"][:2]),
-        "channels": spec["channels"],
-        "seed": args.seed,
-    }
-    percent = round(100 * (1 - args.validation_split))
-    limit = args.eval_steps * global_batch if args.eval_steps else -1
-    train_examples = data.load(args.dataset, f"train[:{percent}%]")
-    natural_steps = data.images.epoch_steps(
-        data.images.count_examples(train_examples), global_batch
-    )
-    steps = args.steps_per_epoch or natural_steps
-    key = (args.dataset, percent, global_batch, repr(common), tuple(augment))
-
-    def stream(start_epoch):
-        if start_epoch == 0 and key in _FIRST_STREAM:
-            return _FIRST_STREAM[key]
-        built = data.pipeline(
-            train_examples,
-            batch_size=global_batch,
-            training=True,
-            augment=augment,
-            start_epoch=start_epoch,
-            **common,
-        )
-        if start_epoch == 0:
-            _FIRST_STREAM.clear()  # one at a time: each holds its split in memory
-            _FIRST_STREAM[key] = built
-        return built
-
-    def train(start_epoch):
-        if steps == natural_steps:  # an epoch is a data epoch: start there
-            return stream(start_epoch)
-        # Epochs of --steps-per-epoch steps: one stream, skipped to the epoch.
-        return stream(0).skip(start_epoch * steps)
-
-    held_out = data.load(args.dataset, f"train[{percent}%:]").take(limit)
-    validation = data.pipeline(held_out, batch_size=global_batch, **common)
-    return train, validation, steps
-
-
 # Helpers
 
 
@@ -897,24 +820,9 @@ def _nan(value) -> bool:
         return True
 
 
-def _jsonable(values: dict) -> dict:
-    return json.loads(json.dumps(values, default=str))
-
-
-def _read_json(path):
+def read_json(path):
+    """The JSON in ``path``, or None if it is missing or damaged."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _write_json(path, data) -> None:
-    """Writes JSON atomically: a kill leaves the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as file:
-        file.write(json.dumps(data, indent=1, default=str))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)

@@ -65,6 +65,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps import export as exporter
+from apps.cli import one_line
 from apps.export import ExportError
 
 FORMATS = ("saved_model", "onnx", "litert")
@@ -308,7 +309,7 @@ def classifier_examples(
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (count, *spec["input_shape"]), dtype=np.uint8)
         labels = None
-        reason = _one_line(error) if name else "the spec names no dataset"
+        reason = one_line(error, 300) if name else "the spec names no dataset"
         source = f"{count} random images ({name or 'dataset'} not readable: {reason})"
     return Examples({"images": _preprocess(images, spec)}, labels, source)
 
@@ -413,7 +414,7 @@ def _to_onnx(function, path: Path) -> None:
             )
     except Exception as error:  # tf2onnx raises many types
         raise ConversionError(
-            f"tf2onnx could not convert the model: {_one_line(error)}; nothing was "
+            f"tf2onnx could not convert the model: {one_line(error, 300)}; nothing was "
             "published."
         ) from None
     unknown = sorted(
@@ -515,11 +516,12 @@ def _representative(calibration: Examples):
 
 
 def _converter_reason(error) -> str:
-    """The line of a TFLite ConverterError that names the ops, else its first."""
+    """The line of a TFLite ConverterError that names the ops, else all of it on one
+    line."""
     for line in str(error).splitlines():
         if "TF Select ops:" in line or "not supported" in line:
             return line.strip()
-    return _one_line(error)
+    return one_line(error, 300)
 
 
 # Running the file
@@ -1013,7 +1015,7 @@ def verify(
     except Exception as error:  # the runtimes raise many types
         raise VerificationError(
             f"{RUNTIME_NAMES[fmt]} could not run the exported file: "
-            f"{_one_line(error)}; nothing was published."
+            f"{one_line(error, 300)}; nothing was published."
         ) from None
     check = compare(
         fmt,
@@ -1053,12 +1055,6 @@ def _quiet_loggers(*names):
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def _one_line(error) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0].strip() if text else type(error).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _zeros_of_batch_one(details) -> dict:

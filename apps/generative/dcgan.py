@@ -44,7 +44,7 @@ import layers
 from apps.generative.blocks import SelfAttention2D
 from apps.generative.gan import GAN
 from apps.registry import register_model
-from apps.vision import _common
+from apps.vision import blocks as _common
 
 PAPER = (
     'Radford, Metz & Chintala, "Unsupervised Representation Learning with Deep '

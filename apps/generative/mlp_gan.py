@@ -23,7 +23,7 @@ from keras import layers as kl
 from apps.generative.blocks import maxout
 from apps.generative.gan import GAN
 from apps.registry import register_model
-from apps.vision import _common
+from apps.vision import blocks as _common
 
 PAPER = (
     "Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville & Bengio, "

@@ -1,7 +1,8 @@
 """Sample quality, measured: FID, an Inception-Score-style score, class coverage.
 
 The reference network is not Inception (no downloads): it is an image classifier
-trained by our own ``python -m apps.classify train`` on the same dataset (LeNet-5
+trained by our own classification task (`apps.tasks.classification`, as
+``python -m apps.classify train`` runs it) on the same dataset (LeNet-5
 on Fashion-MNIST by default, cached after the first use). Its penultimate layer
 (LeNet-5's F6, 84 units: the input of the Dense layer behind the first output,
 see `classifier_features`) gives the features, its softmax the class
@@ -44,10 +45,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from apps.tasks.classification import PREPROCESSING_FILE
+
 CACHE_ENV = "KERAS_CLASSICS_CACHE"
 CLASSIFIER_MODEL = "lenet5"
 CLASSIFIER_EPOCHS = 3
-PREPROCESSING_FILE = "preprocessing.json"
 
 
 # Metrics
@@ -269,9 +271,9 @@ def ensure_classifier(
 ) -> Path:
     """The `model.keras` of a cached classifier for `dataset`; trains one if needed.
 
-    Training runs ``python -m apps.classify train --model lenet5`` (by default
-    in a subprocess, so that it neither touches this process's seeds nor
-    initialises TensorFlow before `apps.training.setup` splits devices) into a
+    Training (`train_classifier`) runs by default in a fresh process, so that it
+    neither touches this process's seeds, precision policy or strategy nor
+    initialises TensorFlow before `apps.training.setup` splits devices, into a
     temporary directory, then moves it into the cache in one rename, so that an
     interrupted or concurrent first use never leaves a half-written classifier.
     """
@@ -281,30 +283,11 @@ def ensure_classifier(
         return model_path
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
-    argv = [
-        "train",
-        "--model",
-        CLASSIFIER_MODEL,
-        "--dataset",
-        dataset,
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        str(batch_size),
-        "--validation-split",
-        "0",
-        "--lr-schedule",
-        "constant",
-        "--seed",
-        "0",
-        "--output",
-        str(work / "run"),
-        # Not LeNet-5's recipe: the published FID/IS figures were measured with
-        # this classifier (the paper's tanh LeNet-5, Adam 1e-3, no augmentation).
-        *("--recipe", "none"),
-    ]
-    if steps_per_epoch:
-        argv += ["--steps-per-epoch", str(steps_per_epoch), "--eval-steps", "4"]
+    budget = {
+        "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size,
+    }
     print(
         f"Training the {CLASSIFIER_MODEL} classifier that measures sample quality on "
         f"{dataset} ({epochs} epoch{'' if epochs == 1 else 's'}, once; cached in "
@@ -313,23 +296,9 @@ def ensure_classifier(
     )
     try:
         if in_process:
-            from apps import classify
-
-            code = classify.main(argv)
-            error = ""
+            train_classifier(dataset, work / "run", **budget)
         else:
-            done = subprocess.run(
-                [sys.executable, "-m", "apps.classify", *argv],
-                capture_output=True,
-                text=True,
-            )
-            code, error = done.returncode, done.stderr[-2000:]
-        if code != 0:
-            from apps.training import TrainingError
-
-            raise TrainingError(
-                f"training the quality classifier failed (exit {code}): {error}"
-            )
+            _train_apart(dataset, work / "run", **budget)
         try:
             os.replace(work / "run", target)
         except OSError:
@@ -338,6 +307,66 @@ def ensure_classifier(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return model_path
+
+
+def train_classifier(
+    dataset: str, run_dir, *, epochs: int, steps_per_epoch=None, batch_size=128
+) -> dict | None:
+    """Trains the quality classifier into `run_dir`: LeNet-5 through the
+    classification task, seed 0, all of the training split, Adam at its default
+    rate, constant, no augmentation. Not LeNet-5's recipe: the published FID/IS
+    figures were measured with this classifier (the paper's tanh LeNet-5), as
+    `python -m apps.classify train --recipe none` trains it."""
+    from apps.tasks import classification
+
+    config, options, sources = classification.configure(
+        model=CLASSIFIER_MODEL,
+        dataset=dataset,
+        validation_split=0.0,
+        eval_steps=4 if steps_per_epoch else None,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        lr_schedule="constant",
+        seed=0,
+        use_recipe=False,
+    )
+    return classification.train(config, options, run_dir, recipe=sources)
+
+
+# A fresh interpreter's work (see `_train_apart`).
+TRAIN_APART = (
+    "import sys; from apps.generative import quality; "
+    "sys.exit(quality.train_apart_main(sys.argv[1]))"
+)
+
+
+def train_apart_main(arguments: str) -> int:
+    """`train_classifier(**json.loads(arguments))` with a command's exit code and
+    one-line error (`apps.cli.run_command`): what `_train_apart`'s process runs."""
+    from apps import cli
+
+    def train(keywords) -> int:
+        train_classifier(**keywords)
+        return 0
+
+    return cli.run_command(train, json.loads(arguments))
+
+
+def _train_apart(dataset: str, run_dir, **budget) -> None:
+    """`train_classifier` in a fresh Python process (its output captured);
+    TrainingError with the end of its stderr if it fails."""
+    arguments = json.dumps({"dataset": dataset, "run_dir": str(run_dir), **budget})
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_APART, arguments], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        from apps.training import TrainingError
+
+        raise TrainingError(
+            f"training the quality classifier failed (exit {done.returncode}): "
+            f"{done.stderr[-2000:]}"
+        )
 
 
 # Layers that only apply a function to the logits, element by element or across

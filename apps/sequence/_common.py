@@ -1,7 +1,7 @@
 """What the translators share: argument checks and the date task's defaults."""
 
 from apps.data import dates
-from apps.vision import _common
+from apps.vision import blocks as _common
 
 check_bool = _common.check_bool
 check_choice = _common.check_choice

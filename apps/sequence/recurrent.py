@@ -13,7 +13,9 @@ An image ``(height, width, channels)`` is read as ``height`` time steps of
 the model (layer ``rows``); a ``(time, features)`` input is read as it is. The
 ``depth`` recurrent layers are named ``lstm_1``, ``lstm_2``, ... (``gru_1``,
 ``rnn_1``; ``bilstm_1`` when bidirectional); all but the last return sequences; the
-last one's final state goes to ``predictions``.
+last one's final state goes to ``predictions``. The four builders take the same
+keyword arguments (``units``, ``depth``, ``dropout``, ``recurrent_dropout``, ...),
+described on ``_recurrent``.
 """
 
 import numbers
@@ -23,7 +25,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.search_spaces import Choice, Int
+from apps.vision import blocks
 
 PAPERS = {
     "rnn": 'Elman, "Finding Structure in Time", Cognitive Science 1990',
@@ -41,7 +44,12 @@ PAPERS = {
 }
 CELLS = {"rnn": kl.SimpleRNN, "lstm": kl.LSTM, "gru": kl.GRU}
 DEFAULT_INPUT_SHAPE = (28, 28, 1)
-HYPERPARAMETERS = ("units", "depth", "dropout", "recurrent_dropout")
+HYPERPARAMETERS = {
+    "depth": Int(1, 3, default=1),
+    "width": Choice((32, 64, 128, 256), default=128, argument="units"),
+    "dropout": None,
+    "recurrent_dropout": None,
+}
 
 
 def check_sequence_shape(input_shape):
@@ -85,21 +93,44 @@ def _recurrent(
     depth=1,
     recurrent_dropout=0.0,
 ):
-    """The generic recurrent classifier; see the public builders' docstrings."""
-    _common.check_bool("include_top", include_top)
-    _common.check_bool("bidirectional", bidirectional)
+    """The generic recurrent classifier; the public builders fix ``cell`` and
+    ``bidirectional`` and take the rest.
+
+    Args:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        bidirectional: read each layer forwards and backwards, concatenated.
+        include_top: whether to add ``predictions``; without it the model returns
+            the last recurrent layer's final state.
+        input_shape: ``(height, width, channels)`` (read row by row) or
+            ``(time, features)``; defaults to ``(28, 28, 1)``.
+        classes: number of classes.
+        pooling: must be ``None`` (the final state is the summary).
+        classifier_activation: activation of ``predictions``; ``None`` for logits.
+        dropout: dropout rate after each recurrent layer, in [0, 1).
+        weights: ``None`` or the path of a weights file to load.
+        name: model name.
+        units: state size of each recurrent layer (of each direction).
+        depth: number of stacked recurrent layers.
+        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
+            (Gal & Ghahramani, 2016).
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
+    """
+    blocks.check_bool("include_top", include_top)
+    blocks.check_bool("bidirectional", bidirectional)
     input_shape = check_sequence_shape(
         DEFAULT_INPUT_SHAPE if input_shape is None else input_shape
     )
     if include_top:
-        _common.check_positive_int("classes", classes)
-    _common.check_choice("pooling", pooling, (None,))
-    _common.check_activation("classifier_activation", classifier_activation)
-    _common.check_rate("dropout", dropout)
-    _common.check_rate("recurrent_dropout", recurrent_dropout)
-    _common.check_weights(weights)
-    _common.check_positive_int("units", units)
-    _common.check_positive_int("depth", depth)
+        blocks.check_positive_int("classes", classes)
+    blocks.check_choice("pooling", pooling, (None,))
+    blocks.check_activation("classifier_activation", classifier_activation)
+    blocks.check_rate("dropout", dropout)
+    blocks.check_rate("recurrent_dropout", recurrent_dropout)
+    blocks.check_weights(weights)
+    blocks.check_positive_int("units", units)
+    blocks.check_positive_int("depth", depth)
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
 
@@ -129,11 +160,14 @@ def _recurrent(
 
     # Classifier
     if include_top:
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
+
+# The variants are data: the cell and its direction.
+_variant = blocks.variant(_recurrent, "cell", "bidirectional")
 
 # Rows as time steps (28 steps of 28 pixels).
 RECIPES = {
@@ -161,55 +195,10 @@ RECIPES = {
     hyperparameters=HYPERPARAMETERS,
     recipe=RECIPES["rnn"],
 )
-def rnn(
-    include_top=True,
-    input_shape=None,
-    classes=10,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="rnn",
-    units=128,
-    depth=1,
-    recurrent_dropout=0.0,
-):
-    """Elman's simple recurrent network (tanh units), stacked ``depth`` times.
-
-    Args:
-        include_top: whether to add ``predictions``; without it the model returns
-            the last recurrent layer's final state.
-        input_shape: ``(height, width, channels)`` (read row by row) or
-            ``(time, features)``; defaults to ``(28, 28, 1)``.
-        classes: number of classes.
-        pooling: must be ``None`` (the final state is the summary).
-        classifier_activation: activation of ``predictions``; ``None`` for logits.
-        dropout: dropout rate after each recurrent layer, in [0, 1).
-        weights: ``None`` or the path of a weights file to load.
-        name: model name.
-        units: state size of each recurrent layer (of each direction).
-        depth: number of stacked recurrent layers.
-        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
-            (Gal & Ghahramani, 2016).
-
-    Returns:
-        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
-    """
-    return _recurrent(
-        "rnn",
-        bidirectional=False,
-        include_top=include_top,
-        input_shape=input_shape,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-        units=units,
-        depth=depth,
-        recurrent_dropout=recurrent_dropout,
-    )
+@_variant
+def rnn(name="rnn", **options):
+    """Elman's simple recurrent network (tanh units), stacked ``depth`` times."""
+    return _recurrent("rnn", name=name, **options)
 
 
 @register_model(
@@ -221,55 +210,10 @@ def rnn(
     hyperparameters=HYPERPARAMETERS,
     recipe=RECIPES["lstm"],
 )
-def lstm(
-    include_top=True,
-    input_shape=None,
-    classes=10,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="lstm",
-    units=128,
-    depth=1,
-    recurrent_dropout=0.0,
-):
-    """Long short-term memory, stacked ``depth`` times.
-
-    Args:
-        include_top: whether to add ``predictions``; without it the model returns
-            the last recurrent layer's final state.
-        input_shape: ``(height, width, channels)`` (read row by row) or
-            ``(time, features)``; defaults to ``(28, 28, 1)``.
-        classes: number of classes.
-        pooling: must be ``None`` (the final state is the summary).
-        classifier_activation: activation of ``predictions``; ``None`` for logits.
-        dropout: dropout rate after each recurrent layer, in [0, 1).
-        weights: ``None`` or the path of a weights file to load.
-        name: model name.
-        units: state size of each recurrent layer (of each direction).
-        depth: number of stacked recurrent layers.
-        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
-            (Gal & Ghahramani, 2016).
-
-    Returns:
-        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
-    """
-    return _recurrent(
-        "lstm",
-        bidirectional=False,
-        include_top=include_top,
-        input_shape=input_shape,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-        units=units,
-        depth=depth,
-        recurrent_dropout=recurrent_dropout,
-    )
+@_variant
+def lstm(name="lstm", **options):
+    """Long short-term memory, stacked ``depth`` times."""
+    return _recurrent("lstm", name=name, **options)
 
 
 @register_model(
@@ -281,55 +225,10 @@ def lstm(
     hyperparameters=HYPERPARAMETERS,
     recipe=RECIPES["gru"],
 )
-def gru(
-    include_top=True,
-    input_shape=None,
-    classes=10,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="gru",
-    units=128,
-    depth=1,
-    recurrent_dropout=0.0,
-):
-    """Gated recurrent units, stacked ``depth`` times.
-
-    Args:
-        include_top: whether to add ``predictions``; without it the model returns
-            the last recurrent layer's final state.
-        input_shape: ``(height, width, channels)`` (read row by row) or
-            ``(time, features)``; defaults to ``(28, 28, 1)``.
-        classes: number of classes.
-        pooling: must be ``None`` (the final state is the summary).
-        classifier_activation: activation of ``predictions``; ``None`` for logits.
-        dropout: dropout rate after each recurrent layer, in [0, 1).
-        weights: ``None`` or the path of a weights file to load.
-        name: model name.
-        units: state size of each recurrent layer (of each direction).
-        depth: number of stacked recurrent layers.
-        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
-            (Gal & Ghahramani, 2016).
-
-    Returns:
-        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
-    """
-    return _recurrent(
-        "gru",
-        bidirectional=False,
-        include_top=include_top,
-        input_shape=input_shape,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-        units=units,
-        depth=depth,
-        recurrent_dropout=recurrent_dropout,
-    )
+@_variant
+def gru(name="gru", **options):
+    """Gated recurrent units, stacked ``depth`` times."""
+    return _recurrent("gru", name=name, **options)
 
 
 @register_model(
@@ -341,52 +240,7 @@ def gru(
     hyperparameters=HYPERPARAMETERS,
     recipe=RECIPES["bilstm"],
 )
-def bilstm(
-    include_top=True,
-    input_shape=None,
-    classes=10,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="bilstm",
-    units=128,
-    depth=1,
-    recurrent_dropout=0.0,
-):
-    """Bidirectional LSTM: each layer reads forwards and backwards, concatenated.
-
-    Args:
-        include_top: whether to add ``predictions``; without it the model returns
-            the last recurrent layer's final state.
-        input_shape: ``(height, width, channels)`` (read row by row) or
-            ``(time, features)``; defaults to ``(28, 28, 1)``.
-        classes: number of classes.
-        pooling: must be ``None`` (the final state is the summary).
-        classifier_activation: activation of ``predictions``; ``None`` for logits.
-        dropout: dropout rate after each recurrent layer, in [0, 1).
-        weights: ``None`` or the path of a weights file to load.
-        name: model name.
-        units: state size of each recurrent layer (of each direction).
-        depth: number of stacked recurrent layers.
-        recurrent_dropout: dropout on the recurrent connections, in [0, 1)
-            (Gal & Ghahramani, 2016).
-
-    Returns:
-        An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
-    """
-    return _recurrent(
-        "lstm",
-        bidirectional=True,
-        include_top=include_top,
-        input_shape=input_shape,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-        units=units,
-        depth=depth,
-        recurrent_dropout=recurrent_dropout,
-    )
+@_variant
+def bilstm(name="bilstm", **options):
+    """Bidirectional LSTM: each layer reads forwards and backwards, concatenated."""
+    return _recurrent("lstm", bidirectional=True, name=name, **options)

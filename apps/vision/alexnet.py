@@ -38,7 +38,7 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.vision import blocks as _common
 from layers import LocalResponseNormalization
 
 PAPER = (

@@ -1,8 +1,10 @@
-"""What every image classifier shares: argument checks, input fitting, head, weights.
+"""What every image classifier shares: argument checks, input fitting, head, weights,
+and the signature of a family's variants (:func:`variant`).
 
 The builders follow keras.applications: validate everything first, then build.
 """
 
+import inspect
 import math
 import numbers
 import os
@@ -157,6 +159,41 @@ def check_common(
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
     return input_shape
+
+
+def variant(generic, *fixed):
+    """Decorator giving a family's variant the signature of what it really takes.
+
+    A variant is data passed to its family's generic builder::
+
+        @variant(_resnet, "block", "blocks_per_stage")
+        def resnet50(name="resnet50", **options):
+            return _resnet("bottleneck", (3, 4, 6, 3), name=name, **options)
+
+    Its own signature (``**options``) would say it takes anything, so the variant
+    gets the generic builder's (as ``__signature__``), keyword-only, without the
+    arguments it fixes (``fixed``) and with the defaults it declares itself (its
+    ``name``). ``inspect.signature`` then tells the command lines' option check,
+    the registry's recipe check and the tuner which options the variant takes.
+    """
+
+    def decorator(builder):
+        own = inspect.signature(builder).parameters
+        builder.__signature__ = inspect.Signature(
+            [
+                parameter.replace(
+                    kind=parameter.KEYWORD_ONLY,
+                    default=own[argument].default
+                    if argument in own
+                    else parameter.default,
+                )
+                for argument, parameter in inspect.signature(generic).parameters.items()
+                if argument not in fixed
+            ]
+        )
+        return builder
+
+    return decorator
 
 
 def predictions(x, classes, classifier_activation, name="predictions"):

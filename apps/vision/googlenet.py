@@ -52,8 +52,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
-from apps.vision._common import transfer_weights
+from apps.vision import blocks as _common
+from apps.vision.blocks import transfer_weights
 from layers import LocalResponseNormalization
 
 PAPER = 'Szegedy et al., "Going Deeper with Convolutions", CVPR 2015'

@@ -27,7 +27,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.search_spaces import Choice, Recorded
+from apps.vision import blocks as _common
 
 PAPER = (
     'LeCun, Bottou, Bengio & Haffner, "Gradient-Based Learning Applied to '
@@ -58,7 +59,12 @@ RECIPES = {
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=("activation", "pool_type", "dropout"),
+    hyperparameters={
+        "depth": Recorded(3),  # C1, C3, C5: the paper's, no builder argument
+        "activation": Choice(("tanh", "relu"), default="tanh"),
+        "pool_type": Choice(("average", "max"), default="average"),
+        "dropout": None,
+    },
     recipe=RECIPES["lenet5"],
 )
 def lenet5(

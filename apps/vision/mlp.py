@@ -11,7 +11,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.search_spaces import Choice, Int
+from apps.vision import blocks as _common
 
 PAPER = (
     'Rumelhart, Hinton & Williams, "Learning Representations by Back-Propagating '
@@ -37,14 +38,14 @@ RECIPES = {
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=(
-        "dropout",
-        "hidden_units",
-        "depth",
-        "width",
-        "activation",
-        "batch_norm",
-    ),
+    hyperparameters={
+        "depth": Int(1, 4, default=2, excludes=("hidden_units",)),
+        "width": Choice((64, 128, 256, 512), default=128),
+        "dropout": None,
+        "hidden_units": None,
+        "activation": None,
+        "batch_norm": None,
+    },
     recipe=RECIPES["mlp"],
 )
 def mlp(

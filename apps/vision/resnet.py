@@ -44,7 +44,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.search_spaces import Choice, Default, Int, input_smaller_than
+from apps.vision import blocks
 
 PAPER = (
     'He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016'
@@ -71,11 +72,12 @@ def _resnet(
     width=64,
     small_inputs=False,
     conv_bias=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
+    batch_norm_momentum=blocks.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
-    """Builds a ResNet v1; see :func:`resnet` for the arguments."""
-    input_shape = _common.check_common(
+    """Builds a ResNet v1; see :func:`resnet` for the arguments. The variants
+    (``resnet18`` ... ``resnet152``) fix ``block`` and ``blocks_per_stage``."""
+    input_shape = blocks.check_common(
         include_top=include_top,
         input_shape=input_shape,
         default_input_shape=DEFAULT_INPUT_SHAPE,
@@ -86,24 +88,24 @@ def _resnet(
         weights=weights,
         name=name,
     )
-    _common.check_choice("block", block, BLOCKS)
-    blocks_per_stage = _common.check_int_sequence("blocks_per_stage", blocks_per_stage)
-    _common.check_positive_int("width", width)
-    _common.check_bool("small_inputs", small_inputs)
-    _common.check_bool("conv_bias", conv_bias)
-    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
+    blocks.check_choice("block", block, BLOCKS)
+    blocks_per_stage = blocks.check_int_sequence("blocks_per_stage", blocks_per_stage)
+    blocks.check_positive_int("width", width)
+    blocks.check_bool("small_inputs", small_inputs)
+    blocks.check_bool("conv_bias", conv_bias)
+    blocks.check_momentum("batch_norm_momentum", batch_norm_momentum)
     if small_inputs:
         min_size = MIN_INPUT_SIZE_SMALL
         why = "the small-input stem and three stride-2 stages"
     else:
         min_size = MIN_INPUT_SIZE
         why = "the stride-4 stem and three stride-2 stages"
-    target = _common.check_resize(resize, input_shape, min_size, name, why)
+    target = blocks.check_resize(resize, input_shape, min_size, name, why)
     block_fn = _bottleneck_block if block == "bottleneck" else _basic_block
     expansion = 4 if block == "bottleneck" else 1
 
     inputs = keras.Input(shape=input_shape)
-    x = _common.fit_input(inputs, target)
+    x = blocks.fit_input(inputs, target)
 
     # Stem
     if small_inputs:
@@ -113,7 +115,7 @@ def _resnet(
     else:
         x = kl.ZeroPadding2D(3, name="conv1_pad")(x)
         x = kl.Conv2D(width, 7, strides=2, use_bias=conv_bias, name="conv1_conv")(x)
-    x = _common.batch_norm(x, "conv1_bn", batch_norm_momentum, epsilon=BN_EPSILON)
+    x = blocks.batch_norm(x, "conv1_bn", batch_norm_momentum, epsilon=BN_EPSILON)
     x = kl.Activation("relu", name="conv1_relu")(x)
     if not small_inputs:
         x = kl.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -122,9 +124,9 @@ def _resnet(
     # Stages conv2_x, conv3_x, ...: the first block of each stage after the first
     # halves the feature map; the filters double per stage.
     channels = width
-    for stage, blocks in enumerate(blocks_per_stage):
+    for stage, stage_blocks in enumerate(blocks_per_stage):
         filters = width * 2**stage
-        for index in range(1, blocks + 1):
+        for index in range(1, stage_blocks + 1):
             stride = 2 if index == 1 and stage > 0 else 1
             x = block_fn(
                 x,
@@ -142,12 +144,12 @@ def _resnet(
         x = kl.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = kl.Dropout(dropout, name="dropout")(x)
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
     else:
-        x = _common.global_pool(x, pooling)
+        x = blocks.global_pool(x, pooling)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def _conv_bn(x, filters, kernel_size, name, conv_bias, momentum, strides=1, relu=True):
@@ -160,7 +162,7 @@ def _conv_bn(x, filters, kernel_size, name, conv_bias, momentum, strides=1, relu
         use_bias=conv_bias,
         name=f"{name}_conv",
     )(x)
-    x = _common.batch_norm(x, f"{name}_bn", momentum, epsilon=BN_EPSILON)
+    x = blocks.batch_norm(x, f"{name}_bn", momentum, epsilon=BN_EPSILON)
     if relu:
         x = kl.Activation("relu", name=f"{name}_relu")(x)
     return x
@@ -194,6 +196,9 @@ def _bottleneck_block(x, filters, stride, projection, conv_bias, momentum, name)
     return kl.Activation("relu", name=f"{name}_out")(x)
 
 
+# The variants are data: resnet's arguments but the two that make the depth.
+_variant = blocks.variant(_resnet, "block", "blocks_per_stage")
+
 # small_inputs: a 3x3 stride-1 stem for 28x28 images (the paper's CIFAR ResNets).
 RECIPES = {
     name: Recipe(
@@ -219,25 +224,17 @@ RECIPES = {
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=("dropout", "block", "blocks_per_stage", "width"),
+    hyperparameters={
+        # basic blocks, depth 2 a stage: ResNet-18 (1: ResNet-10, 3: ResNet-26)
+        "block": Default("basic"),
+        "small_inputs": Default(input_smaller_than(64)),
+        "depth": Int(1, 3, default=2, argument="blocks_per_stage", repeat=4),
+        "width": Choice((16, 32, 64), default=64),
+        "dropout": None,
+    },
 )
-def resnet(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet",
-    block="bottleneck",
-    blocks_per_stage=(3, 4, 6, 3),
-    width=64,
-    small_inputs=False,
-    conv_bias=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
-    resize="auto",
-):
+@blocks.variant(_resnet)
+def resnet(block="bottleneck", blocks_per_stage=(3, 4, 6, 3), name="resnet", **options):
     """ResNet v1 with a configurable depth: block type and blocks per stage.
 
     Args:
@@ -262,7 +259,7 @@ def resnet(
             by default they have none, as batch normalisation follows each one.
         batch_norm_momentum: momentum of the BatchNormalization moving
             statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
-            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
+            uses 0.99, too slow for short runs: ``blocks.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than the minimum (layer
             ``resize``); ``False`` rejects them; an int or ``(height, width)``
             resizes every input.
@@ -270,23 +267,7 @@ def resnet(
     Returns:
         An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
     """
-    return _resnet(
-        block,
-        blocks_per_stage,
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        width=width,
-        small_inputs=small_inputs,
-        conv_bias=conv_bias,
-        batch_norm_momentum=batch_norm_momentum,
-        resize=resize,
-    )
+    return _resnet(block, blocks_per_stage, name=name, **options)
 
 
 @register_model(
@@ -297,35 +278,10 @@ def resnet(
     hyperparameters=_VARIANT_HYPERPARAMETERS,
     recipe=RECIPES["resnet18"],
 )
-def resnet18(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet18",
-    **options,
-):
-    """ResNet-18: basic blocks, (2, 2, 2, 2).
-
-    Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _resnet(
-        "basic",
-        (2, 2, 2, 2),
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def resnet18(name="resnet18", **options):
+    """ResNet-18: basic blocks, (2, 2, 2, 2)."""
+    return _resnet("basic", (2, 2, 2, 2), name=name, **options)
 
 
 @register_model(
@@ -336,35 +292,10 @@ def resnet18(
     hyperparameters=_VARIANT_HYPERPARAMETERS,
     recipe=RECIPES["resnet34"],
 )
-def resnet34(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet34",
-    **options,
-):
-    """ResNet-34: basic blocks, (3, 4, 6, 3).
-
-    Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _resnet(
-        "basic",
-        (3, 4, 6, 3),
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def resnet34(name="resnet34", **options):
+    """ResNet-34: basic blocks, (3, 4, 6, 3)."""
+    return _resnet("basic", (3, 4, 6, 3), name=name, **options)
 
 
 @register_model(
@@ -375,35 +306,10 @@ def resnet34(
     hyperparameters=_VARIANT_HYPERPARAMETERS,
     recipe=RECIPES["resnet50"],
 )
-def resnet50(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet50",
-    **options,
-):
-    """ResNet-50: bottleneck blocks, (3, 4, 6, 3).
-
-    Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _resnet(
-        "bottleneck",
-        (3, 4, 6, 3),
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def resnet50(name="resnet50", **options):
+    """ResNet-50: bottleneck blocks, (3, 4, 6, 3)."""
+    return _resnet("bottleneck", (3, 4, 6, 3), name=name, **options)
 
 
 @register_model(
@@ -413,35 +319,10 @@ def resnet50(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
 )
-def resnet101(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet101",
-    **options,
-):
-    """ResNet-101: bottleneck blocks, (3, 4, 23, 3).
-
-    Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _resnet(
-        "bottleneck",
-        (3, 4, 23, 3),
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def resnet101(name="resnet101", **options):
+    """ResNet-101: bottleneck blocks, (3, 4, 23, 3)."""
+    return _resnet("bottleneck", (3, 4, 23, 3), name=name, **options)
 
 
 @register_model(
@@ -451,32 +332,7 @@ def resnet101(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
 )
-def resnet152(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.0,
-    weights=None,
-    name="resnet152",
-    **options,
-):
-    """ResNet-152: bottleneck blocks, (3, 8, 36, 3).
-
-    Arguments as for :func:`resnet`; ``options``: ``small_inputs``, ``conv_bias``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _resnet(
-        "bottleneck",
-        (3, 8, 36, 3),
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def resnet152(name="resnet152", **options):
+    """ResNet-152: bottleneck blocks, (3, 8, 36, 3)."""
+    return _resnet("bottleneck", (3, 8, 36, 3), name=name, **options)

@@ -24,7 +24,8 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.search_spaces import Choice, Int
+from apps.vision import blocks
 
 PAPER = (
     'Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image '
@@ -57,11 +58,12 @@ def _vgg(
     width=64,
     fc_units=4096,
     batch_norm=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
+    batch_norm_momentum=blocks.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
-    """Builds a VGG network; see :func:`vgg` for the arguments."""
-    input_shape = _common.check_common(
+    """Builds a VGG network; see :func:`vgg` for the arguments. The variants fix
+    ``convs_per_stage`` (and the ``_bn`` ones ``batch_norm=True``)."""
+    input_shape = blocks.check_common(
         include_top=include_top,
         input_shape=input_shape,
         default_input_shape=DEFAULT_INPUT_SHAPE,
@@ -74,20 +76,20 @@ def _vgg(
     )
     if isinstance(convs_per_stage, int) and not isinstance(convs_per_stage, bool):
         convs_per_stage = (convs_per_stage,) * len(CONFIGURATIONS["D"])
-    convs_per_stage = _common.check_int_sequence("convs_per_stage", convs_per_stage)
-    _common.check_positive_int("width", width)
-    _common.check_positive_int("fc_units", fc_units)
-    _common.check_bool("batch_norm", batch_norm)
-    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
-    _common.check_flatten_head(include_top, input_shape, name)
+    convs_per_stage = blocks.check_int_sequence("convs_per_stage", convs_per_stage)
+    blocks.check_positive_int("width", width)
+    blocks.check_positive_int("fc_units", fc_units)
+    blocks.check_bool("batch_norm", batch_norm)
+    blocks.check_momentum("batch_norm_momentum", batch_norm_momentum)
+    blocks.check_flatten_head(include_top, input_shape, name)
     stages = len(convs_per_stage)
     min_size = 2**stages
-    target = _common.check_resize(
+    target = blocks.check_resize(
         resize, input_shape, min_size, name, f"{stages} stride-2 max-pools"
     )
 
     inputs = keras.Input(shape=input_shape)
-    x = _common.fit_input(inputs, target)
+    x = blocks.fit_input(inputs, target)
 
     # Blocks 1 to 5: the filters double per stage up to 8 x width (64 ... 512)
     for stage, convs in enumerate(convs_per_stage, start=1):
@@ -108,12 +110,12 @@ def _vgg(
             x = kl.Dense(fc_units, activation="relu", name=f"fc{index}")(x)
             if dropout:
                 x = kl.Dropout(dropout, name=f"fc{index}_dropout")(x)
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
     else:
-        x = _common.global_pool(x, pooling)
+        x = blocks.global_pool(x, pooling)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def _conv(x, filters, name, bn_momentum):
@@ -122,9 +124,13 @@ def _conv(x, filters, name, bn_momentum):
     if bn_momentum is False:
         return kl.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
     x = kl.Conv2D(filters, 3, padding="same", name=name)(x)
-    x = _common.batch_norm(x, f"{name}_bn", bn_momentum)
+    x = blocks.batch_norm(x, f"{name}_bn", bn_momentum)
     return kl.Activation("relu", name=f"{name}_relu")(x)
 
+
+# The variants are data: vgg's arguments but the configuration (and batch_norm).
+_variant = blocks.variant(_vgg, "convs_per_stage")
+_bn_variant = blocks.variant(_vgg, "convs_per_stage", "batch_norm")
 
 # Without BatchNorm, VGG needs a small Adam step to start learning from scratch.
 RECIPES = {
@@ -148,24 +154,17 @@ RECIPES = {
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=("dropout", "convs_per_stage", "width", "fc_units", "batch_norm"),
+    hyperparameters={
+        # depth 2 is VGG-13's layout (VGG-11 has 1-1-2-2-2, VGG-16 2-2-3-3-3)
+        "depth": Int(1, 3, default=2, argument="convs_per_stage"),
+        "width": Choice((16, 32, 64), default=64),
+        "dropout": None,
+        "fc_units": None,
+        "batch_norm": None,
+    },
 )
-def vgg(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg",
-    convs_per_stage=CONFIGURATIONS["D"],
-    width=64,
-    fc_units=4096,
-    batch_norm=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
-    resize="auto",
-):
+@blocks.variant(_vgg)
+def vgg(convs_per_stage=CONFIGURATIONS["D"], name="vgg", **options):
     """VGG with a configurable depth: convolutions per stage, width, fc size.
 
     Args:
@@ -188,7 +187,7 @@ def vgg(
         batch_norm: batch normalisation between each convolution and its ReLU.
         batch_norm_momentum: momentum of the BatchNormalization moving
             statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
-            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
+            uses 0.99, too slow for short runs: ``blocks.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than the minimum size (layer
             ``resize``); ``False`` rejects them; an int or ``(height, width)``
             resizes every input.
@@ -196,22 +195,7 @@ def vgg(
     Returns:
         An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
     """
-    return _vgg(
-        convs_per_stage,
-        include_top=include_top,
-        input_shape=input_shape,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-        width=width,
-        fc_units=fc_units,
-        batch_norm=batch_norm,
-        batch_norm_momentum=batch_norm_momentum,
-        resize=resize,
-    )
+    return _vgg(convs_per_stage, name=name, **options)
 
 
 @register_model(
@@ -222,34 +206,10 @@ def vgg(
     hyperparameters=_VARIANT_HYPERPARAMETERS,
     recipe=RECIPES["vgg11"],
 )
-def vgg11(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg11",
-    **options,
-):
-    """VGG-11, configuration A: 8 convolutions and 3 fully connected layers.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["A"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def vgg11(name="vgg11", **options):
+    """VGG-11, configuration A: 8 convolutions and 3 fully connected layers."""
+    return _vgg(CONFIGURATIONS["A"], name=name, **options)
 
 
 @register_model(
@@ -259,34 +219,10 @@ def vgg11(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
 )
-def vgg13(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg13",
-    **options,
-):
-    """VGG-13, configuration B: 10 convolutions and 3 fully connected layers.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["B"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def vgg13(name="vgg13", **options):
+    """VGG-13, configuration B: 10 convolutions and 3 fully connected layers."""
+    return _vgg(CONFIGURATIONS["B"], name=name, **options)
 
 
 @register_model(
@@ -297,34 +233,10 @@ def vgg13(
     hyperparameters=_VARIANT_HYPERPARAMETERS,
     recipe=RECIPES["vgg16"],
 )
-def vgg16(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg16",
-    **options,
-):
-    """VGG-16, configuration D: 13 convolutions and 3 fully connected layers.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["D"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def vgg16(name="vgg16", **options):
+    """VGG-16, configuration D: 13 convolutions and 3 fully connected layers."""
+    return _vgg(CONFIGURATIONS["D"], name=name, **options)
 
 
 @register_model(
@@ -334,34 +246,10 @@ def vgg16(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
 )
-def vgg19(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg19",
-    **options,
-):
-    """VGG-19, configuration E: 16 convolutions and 3 fully connected layers.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm``,
-    ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["E"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        **options,
-    )
+@_variant
+def vgg19(name="vgg19", **options):
+    """VGG-19, configuration E: 16 convolutions and 3 fully connected layers."""
+    return _vgg(CONFIGURATIONS["E"], name=name, **options)
 
 
 @register_model(
@@ -371,34 +259,10 @@ def vgg19(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_BN_HYPERPARAMETERS,
 )
-def vgg11_bn(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg11_bn",
-    **options,
-):
-    """VGG-11, configuration A, with batch normalisation after each convolution.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["A"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        batch_norm=True,
-        **options,
-    )
+@_bn_variant
+def vgg11_bn(name="vgg11_bn", **options):
+    """VGG-11, configuration A, with batch normalisation after each convolution."""
+    return _vgg(CONFIGURATIONS["A"], name=name, batch_norm=True, **options)
 
 
 @register_model(
@@ -408,34 +272,10 @@ def vgg11_bn(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_BN_HYPERPARAMETERS,
 )
-def vgg13_bn(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg13_bn",
-    **options,
-):
-    """VGG-13, configuration B, with batch normalisation after each convolution.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["B"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        batch_norm=True,
-        **options,
-    )
+@_bn_variant
+def vgg13_bn(name="vgg13_bn", **options):
+    """VGG-13, configuration B, with batch normalisation after each convolution."""
+    return _vgg(CONFIGURATIONS["B"], name=name, batch_norm=True, **options)
 
 
 @register_model(
@@ -446,34 +286,10 @@ def vgg13_bn(
     hyperparameters=_BN_HYPERPARAMETERS,
     recipe=RECIPES["vgg16_bn"],
 )
-def vgg16_bn(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg16_bn",
-    **options,
-):
-    """VGG-16, configuration D, with batch normalisation after each convolution.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["D"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        batch_norm=True,
-        **options,
-    )
+@_bn_variant
+def vgg16_bn(name="vgg16_bn", **options):
+    """VGG-16, configuration D, with batch normalisation after each convolution."""
+    return _vgg(CONFIGURATIONS["D"], name=name, batch_norm=True, **options)
 
 
 @register_model(
@@ -483,31 +299,7 @@ def vgg16_bn(
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_BN_HYPERPARAMETERS,
 )
-def vgg19_bn(
-    include_top=True,
-    input_shape=None,
-    classes=1000,
-    pooling=None,
-    classifier_activation="softmax",
-    dropout=0.5,
-    weights=None,
-    name="vgg19_bn",
-    **options,
-):
-    """VGG-19, configuration E, with batch normalisation after each convolution.
-
-    Arguments as for :func:`vgg`; ``options``: ``batch_norm_momentum``, ``resize``.
-    """
-    return _vgg(
-        CONFIGURATIONS["E"],
-        include_top,
-        input_shape,
-        classes,
-        pooling,
-        classifier_activation,
-        dropout,
-        weights,
-        name,
-        batch_norm=True,
-        **options,
-    )
+@_bn_variant
+def vgg19_bn(name="vgg19_bn", **options):
+    """VGG-19, configuration E, with batch normalisation after each convolution."""
+    return _vgg(CONFIGURATIONS["E"], name=name, batch_norm=True, **options)

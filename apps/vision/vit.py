@@ -26,7 +26,7 @@ from keras import ops
 import layers
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import _common
+from apps.vision import blocks as _common
 
 PAPER = (
     'Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image '

@@ -10,6 +10,7 @@ from PIL import Image
 
 import apps
 from apps import classify
+from apps.tasks import classification
 
 TINY = [
     "--epochs",
@@ -110,10 +111,10 @@ def test_evaluate_with_test_time_augmentation(trained_run, capsys, tta):
 
 def test_tta_views():
     images = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
-    views = classify.tta_views(images, "10crop")
+    views = classification.tta_views(images, "10crop")
     assert len(views) == 10 and all(view.shape == images.shape for view in views)
     np.testing.assert_allclose(
-        classify.tta_views(images, "flip")[1], images[:, :, ::-1]
+        classification.tta_views(images, "flip")[1], images[:, :, ::-1]
     )
 
 
@@ -234,8 +235,8 @@ def test_sixteen_bit_pngs_keep_their_full_range(tmp_path):
     for value, expected in ((65535, 255), (32896, 128), (257, 1)):
         path = tmp_path / f"{value}.png"
         Image.fromarray(np.full((4, 4), value, np.uint16)).save(path)
-        assert classify.read_image(path, 1)[0, 0, 0] == expected
-        assert list(classify.read_image(path, 3)[0, 0]) == [expected] * 3
+        assert classification.read_image(path, 1)[0, 0, 0] == expected
+        assert list(classification.read_image(path, 3)[0, 0]) == [expected] * 3
 
 
 @pytest.mark.parametrize(

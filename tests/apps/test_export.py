@@ -449,7 +449,7 @@ def test_failed_export_leaves_nothing_behind(classifier, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export, "write_warmup_requests", broken)
+    monkeypatch.setattr(export.signatures, "write_warmup_requests", broken)
     with pytest.raises(OSError, match="disk full"):
         export.export_classifier(model, SPEC, name="lenet5", export_dir=tmp_path)
     assert list((tmp_path / "lenet5").iterdir()) == []
@@ -484,14 +484,14 @@ def test_stale_scratch_of_dead_exports_is_removed(tmp_path):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])
 def test_publish_and_swap_with_and_without_renameat2(tmp_path, monkeypatch, exchange):
     if not exchange:
-        monkeypatch.setattr(export, "_renameat2", lambda *args: False)
+        monkeypatch.setattr(export.publish, "_renameat2", lambda *args: False)
     for name, content in [("new", "new"), ("newer", "newer"), ("1", "old")]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "file").write_text(content)
     with pytest.raises(FileExistsError):
-        export._rename_no_replace(tmp_path / "new", tmp_path / "1")
-    export._rename_no_replace(tmp_path / "new", tmp_path / "2")
-    export._swap(tmp_path / "newer", tmp_path / "1", tmp_path, 1)
+        export.publish._rename_no_replace(tmp_path / "new", tmp_path / "1")
+    export.publish._rename_no_replace(tmp_path / "new", tmp_path / "2")
+    export.publish._swap(tmp_path / "newer", tmp_path / "1", tmp_path, 1)
     assert (tmp_path / "1" / "file").read_text() == "newer"
     assert (tmp_path / "2" / "file").read_text() == "new"
     # after an exchange the old version waits in the staging path for its deletion

@@ -1,4 +1,4 @@
-"""apps.export_formats: ONNX and LiteRT files verified in their own runtimes, through
+"""apps.export.formats: ONNX and LiteRT files verified in their own runtimes, through
 the export commands; bad requests refused before anything is done; nothing
 published when the file disagrees or the export is killed; the export name lock."""
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import apps
-from apps import classify, cli, export, export_formats, generate, translate
+from apps import classify, cli, export, generate, translate
+from apps.export import formats
 
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnxruntime")
@@ -34,13 +35,14 @@ FEW = ["--verify-examples", "16"]  # keeps the runtimes' share of the tests smal
 # Exports, then stalls where the staged file is verified, until it is SIGKILLed.
 KILLED_EXPORT = r"""
 import sys, time
-from apps import classify, export_formats
+from apps import classify
+from apps.export import formats
 
 def stall(*args, **kwargs):
     print("staged", flush=True)
     time.sleep(600)
 
-export_formats.verify = stall
+formats.verify = stall
 classify.main(["export", "--model-path", sys.argv[1], "--name", "m",
                "--export-dir", sys.argv[2], "--format", sys.argv[3]])
 """
@@ -110,7 +112,7 @@ def test_classifier_file_is_verified_on_test_images_and_published(
     assert f"to {version}" in out
     assert "on 16 fashion_mnist test images: max abs difference from Keras" in out
     assert "top-1 agreement 100.00 %" in out
-    filename = export_formats.MODEL_FILES[fmt]
+    filename = formats.MODEL_FILES[fmt]
     assert sorted(p.name for p in version.iterdir()) == sorted(
         [filename, "class_names.txt", "preprocessing.json", "export.json"]
     )
@@ -121,7 +123,7 @@ def test_classifier_file_is_verified_on_test_images_and_published(
     # the file itself, in its runtime, on other images: the Keras model's numbers
     model = keras.saving.load_model(lenet_run)
     images = np.random.default_rng(3).random((5, 28, 28, 1), dtype=np.float32)
-    run = export_formats.runtime_session(fmt, version / filename)
+    run = formats.runtime_session(fmt, version / filename)
     np.testing.assert_allclose(
         run({"images": images})["probabilities"], model(images), atol=1e-4
     )
@@ -140,7 +142,7 @@ def test_generator_file_of_transposed_convolutions(gan_run, tmp_path, capsys, fm
     version = tmp_path / "m" / fmt / "1"
     gan = generate.load_gan(gan_run)
     latent = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
-    run = export_formats.runtime_session(fmt, version / export_formats.MODEL_FILES[fmt])
+    run = formats.runtime_session(fmt, version / formats.MODEL_FILES[fmt])
     images = run({"latent": latent})["images"]
     assert images.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(images, gan.generator(latent), atol=1e-4)
@@ -158,7 +160,7 @@ def test_grouped_convolutions_and_exact_gelu_convert_to_onnx(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
     spec = {**SPEC, "input_shape": [8, 8, 1], "class_names": ["a", "b", "c"]}
     spec.pop("dataset")
-    target, check = export_formats.export_classifier_file(
+    target, check = formats.export_classifier_file(
         model, spec, "onnx", name="grouped", export_dir=tmp_path, examples=8
     )
     assert check.max_abs_diff <= 1e-4 and check.source.startswith("8 random images")
@@ -179,13 +181,13 @@ def test_first_output_in_float32_of_a_mixed_precision_model(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     spec = {**SPEC, "input_shape": [8, 8, 1], "class_names": ["a", "b", "c"]}
     spec.pop("dataset")
-    target, check = export_formats.export_classifier_file(
+    target, check = formats.export_classifier_file(
         model, spec, "litert", name="mixed", export_dir=tmp_path, examples=8
     )
     assert check.max_abs_diff <= 1e-4
     assert check.mixed_precision["policy"] == "mixed_bfloat16"
     assert any("against the mixed_bfloat16 Keras model" in x for x in check.lines())
-    run = export_formats.runtime_session("litert", target / "model.tflite")
+    run = formats.runtime_session("litert", target / "model.tflite")
     outputs = run({"images": np.zeros((2, 8, 8, 1), np.float32)})
     assert list(outputs) == ["probabilities"]
     assert outputs["probabilities"].shape == (2, 3)
@@ -197,13 +199,13 @@ def test_first_output_in_float32_of_a_mixed_precision_model(tmp_path):
 def test_disagreeing_file_is_not_published(lenet_run, tmp_path, capsys, monkeypatch):
     assert _export(classify.main, lenet_run, tmp_path, "--format", "onnx", *FEW) == 0
     first = (tmp_path / "m" / "onnx" / "1" / "model.onnx").read_bytes()
-    real = export_formats.runtime_session
+    real = formats.runtime_session
 
     def off_by_a_little(*args, **kwargs):
         run = real(*args, **kwargs)
         return lambda inputs: {k: v + 1e-3 for k, v in run(inputs).items()}
 
-    monkeypatch.setattr(export_formats, "runtime_session", off_by_a_little)
+    monkeypatch.setattr(formats, "runtime_session", off_by_a_little)
     capsys.readouterr()
     code = _export(classify.main, lenet_run, tmp_path, "--format", "onnx", *FEW)
     captured = capsys.readouterr()
@@ -253,10 +255,18 @@ def test_unknown_format_is_an_argparse_choice(lenet_run, tmp_path, capsys):
         _export(classify.main, lenet_run, tmp_path, "--format", "tflite")
     assert exit_.value.code == 2
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
-    assert cli.EXPORT_FORMATS == export_formats.FORMATS
-    assert cli.QUANTIZATIONS == export_formats.QUANTIZATIONS
+    assert cli.EXPORT_FORMATS == formats.FORMATS
+    assert cli.QUANTIZATIONS == formats.QUANTIZATIONS
     with pytest.raises(export.ExportError, match="format must be one of"):
-        export_formats.check_request("tflite")
+        formats.check_request("tflite")
+
+
+def test_the_old_module_name_still_works():
+    # apps.export_formats was this module's name; commands not yet moved import it.
+    from apps import export_formats
+
+    assert export_formats.export_classifier_file is formats.export_classifier_file
+    assert export_formats.VerificationError is formats.VerificationError
 
 
 @pytest.mark.parametrize(
@@ -371,7 +381,7 @@ def test_hard_classifiers(tmp_path, name, options, fmt):
     model = apps.build(name, classes=10, **options)
     shape = list(options["input_shape"])
     spec = {**SPEC, "input_shape": shape, "channels": shape[-1], "model": name}
-    _, check = export_formats.export_classifier_file(
+    _, check = formats.export_classifier_file(
         model, spec, fmt, name=name, export_dir=tmp_path, examples=64
     )
     assert check.max_abs_diff <= 1e-4 and check.top1_agreement == 1.0
@@ -381,11 +391,11 @@ def test_hard_classifiers(tmp_path, name, options, fmt):
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
 def test_conditional_generator(tmp_path, fmt):
     gan = apps.build("cdcgan", width=8, latent_dim=8, seed=0)
-    target, check = export_formats.export_generator_file(
+    target, check = formats.export_generator_file(
         gan, fmt, name="cdcgan", export_dir=tmp_path, examples=20
     )
     assert check.max_abs_diff <= 1e-4
-    run = export_formats.runtime_session(fmt, target / export_formats.MODEL_FILES[fmt])
+    run = formats.runtime_session(fmt, target / formats.MODEL_FILES[fmt])
     latent = np.zeros((2, 8), np.float32)
     classes = np.array([0, 9], np.int32)
     images = run({"latent": latent, "class_ids": classes})["images"]

@@ -202,3 +202,28 @@ def test_duplicate_registration_is_an_error(scratch_registry):
 def test_badly_formed_names_are_refused(scratch_registry, name):
     with pytest.raises(ValueError, match="lowercase"):
         scratch_registry.register_model(name, family="toy", paper="none")(len)
+
+
+def test_the_recipe_check_reads_a_variants_signature(scratch_registry):
+    # A variant passes **options on to its family's builder; the recipe's options
+    # are checked against what it takes (blocks.variant's signature), not waved
+    # through.
+    from apps.recipes import Recipe
+    from apps.vision import blocks, resnet
+
+    @blocks.variant(resnet._resnet, "block", "blocks_per_stage")
+    def tiny_resnet(name="tiny_resnet", **options):
+        """A ResNet variant."""
+        return resnet._resnet("basic", (1, 1), name=name, **options)
+
+    fixed = Recipe(model_options={"block": "bottleneck"})
+    with pytest.raises(ValueError, match=r"model_options \['block'\] are not"):
+        scratch_registry.register_model(family="toy", paper="none", recipe=fixed)(
+            tiny_resnet
+        )
+    small = Recipe(model_options={"small_inputs": True})
+    scratch_registry.register_model(family="toy", paper="none", recipe=small)(
+        tiny_resnet
+    )
+    model = scratch_registry.build("tiny_resnet", input_shape=(28, 28, 1), classes=3)
+    assert model.name == "tiny_resnet" and model.output_shape == (None, 3)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps import translate
+from apps import cli, translate
 from apps.sequence import decoding
+from apps.tasks import translation
 
 # A transformer small and fast enough to learn something in two short epochs.
 TINY = [
@@ -33,6 +34,20 @@ TINY = [
 
 def _train(output, *extra):
     return translate.main(["train", *TINY, *extra, "--output", str(output)])
+
+
+def _library_run(run_dir, argv, callbacks):
+    """`translation.train` on what the command line makes of `argv` (a test's
+    callbacks can only be given there)."""
+    args = translate.build_parser().parse_args(argv)
+    config = translation.TranslationConfig(
+        dropout=args.dropout,
+        model_options=cli.model_options(args.model_option),
+        validation_examples=args.validation_examples,
+        test_examples=args.test_examples,
+    )
+    options = cli.train_options(args, defaults=translation.TRAIN_DEFAULTS)
+    return translation.train(config, options, run_dir, callbacks)
 
 
 class _Interrupt(Exception):
@@ -67,10 +82,7 @@ def interrupted_run(tmp_path_factory):
         str(run_dir),
     ]
     with pytest.raises(_Interrupt):
-        translate.train(
-            translate.build_parser().parse_args(argv),
-            extra_callbacks=[_StopAtSecondEpoch()],
-        )
+        _library_run(run_dir, argv, [_StopAtSecondEpoch()])
     assert not (run_dir / "metrics.json").exists()
     saved = json.loads(next((run_dir / "state").glob("state-*.json")).read_text())
     assert translate.main(argv) == 0
@@ -100,7 +112,7 @@ def test_a_short_run_learns_and_leaves_a_record(trained_run):
         "run.json",
         "history.csv",
         "learning_curves.png",
-        translate.ATTENTION_FILE,
+        translation.ATTENTION_FILE,
     ):
         assert (trained_run / name).is_file(), name
     assert not (trained_run / "state").exists()
@@ -144,7 +156,7 @@ def test_translate_prints_one_line_per_text_and_explains_refusals(trained_run, c
 
 
 def test_beam_search_from_the_command_line(trained_run, capsys):
-    model = translate.load_translator(trained_run)
+    model = translation.load_translator(trained_run)
     sources = ["1979-05-03", "12/10/2001", "3rd of May 1979"]
     assert decoding.beam_search(model, sources, beam_width=1) == decoding.greedy(
         model, sources
@@ -177,11 +189,15 @@ def test_beam_search_from_the_command_line(trained_run, capsys):
         (["train", "--epochs", "0", "--output", "{new}"], "epochs must be"),
         (
             ["train", "--label-smoothing", "1", "--output", "{new}"],
-            "--label-smoothing must be in [0, 1)",
+            "label_smoothing must be in [0, 1)",
         ),
         (
             ["export", "--model-path", "{run}", "--name", "bad name!"],
             "name",
+        ),
+        (
+            ["train", "--jit", "--output", "{new}"],
+            "--jit is not supported here: XLA cannot compile the translator's step",
         ),
     ],
 )
@@ -195,6 +211,19 @@ def test_bad_arguments_are_exit_code_2(trained_run, tmp_path, capsys, argv, mess
     assert translate.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_train_help_lists_every_shared_training_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        translate.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    missing = [
+        cli.flag_name(field)
+        for field in cli.SHARED_TRAINING_FLAGS
+        if cli.flag_name(field) not in text
+    ]
+    assert missing == [] and "--label-smoothing" in text
 
 
 def test_export_serves_strings_and_refuses_bad_input(trained_run, tmp_path, capsys):
@@ -220,7 +249,7 @@ def test_export_serves_strings_and_refuses_bad_input(trained_run, tmp_path, caps
     valid = served["valid"].numpy().tolist()
     assert valid[3:] == [False, False, False] and dates_out[3:] == ["", "", ""]
     # The graph's greedy decoding is the Python one.
-    model = translate.load_translator(trained_run)
+    model = translation.load_translator(trained_run)
     greedy = decoding.greedy(model, sources[:3])
     for output, ok, expected in zip(dates_out, valid, greedy, strict=False):
         assert output == (expected if ok else "")
@@ -239,8 +268,8 @@ def _compiled_loss(label_smoothing):
     from apps import training
 
     model = keras.Sequential([keras.Input((4, 7))])
-    translate.compile_translator(
-        model, training.TrainOptions(), label_smoothing=label_smoothing
+    translation.compile_translator(
+        model, training.TrainOptions(label_smoothing=label_smoothing)
     )
     return lambda labels, logits: model.compute_loss(y=labels, y_pred=logits)
 
@@ -250,7 +279,7 @@ def test_smoothed_cross_entropy_is_the_mean_over_real_tokens():
     logits = np.random.default_rng(0).normal(size=(2, 4, 7)).astype("float32")
     plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     # eps = 0: the mean of its per-token values is SparseCategoricalCrossentropy's.
-    per_token = translate.smoothed_cross_entropy(labels, logits, 0.0)
+    per_token = translation.smoothed_cross_entropy(labels, logits, 0.0)
     np.testing.assert_allclose(
         float(np.mean(per_token)), float(plain(labels, logits)), rtol=1e-6
     )
@@ -323,9 +352,8 @@ def test_an_interrupted_rsqrt_run_resumes_exactly(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     assert translate.main([*argv, "--output", str(straight)]) == 0
     with pytest.raises(_Interrupt):
-        translate.train(
-            translate.build_parser().parse_args([*argv, "--output", str(interrupted)]),
-            extra_callbacks=[_StopInSecondEpoch()],
+        _library_run(
+            interrupted, [*argv, "--output", str(interrupted)], [_StopInSecondEpoch()]
         )
     # Straight: steps 0, 1-4, 5-9, 10-11 | 12-14, 15-19, 20-23 (a call runs up to
     # 8 steps, cut at checkpoints); resumed at 20: 20 alone, then 21-23.

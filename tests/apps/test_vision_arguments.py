@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import apps
+from apps.cli import UsageError, check_builder_options
 from apps.registry import UnknownModelError
 
 IMAGE_MODELS = apps.list_models(task="image_classification")
@@ -155,6 +156,30 @@ def test_family_options_are_validated(name, options, message):
 def test_unknown_option_is_a_type_error():
     with pytest.raises(TypeError):
         apps.build("vgg16", no_such_option=1)
+
+
+@pytest.mark.parametrize(
+    "name, family, fixed",
+    [
+        ("resnet18", "resnet", {"block", "blocks_per_stage"}),
+        ("resnet152", "resnet", {"block", "blocks_per_stage"}),
+        ("vgg11", "vgg", {"convs_per_stage"}),
+        ("vgg16_bn", "vgg", {"convs_per_stage", "batch_norm"}),
+    ],
+)
+def test_variants_take_their_family_options_but_what_they_fix(name, family, fixed):
+    # The command lines' --model-option check and the registry's recipe check read
+    # these signatures: a variant names the options it takes, not **options.
+    info = apps.get_model_info(name)
+    parameters = inspect.signature(info.builder).parameters
+    family_parameters = inspect.signature(apps.get_model_info(family).builder)
+    assert set(parameters) == set(family_parameters.parameters) - fixed
+    assert parameters["name"].default == name
+    assert all(p.kind is p.KEYWORD_ONLY for p in parameters.values())
+    with pytest.raises(UsageError, match=r"does not take \['foo'\]. Its options: \["):
+        check_builder_options(info, {"foo": 1})
+    with pytest.raises(UsageError, match=rf"does not take \['{min(fixed)}'\]"):
+        check_builder_options(info, {min(fixed): 1})
 
 
 def test_weights_file_round_trip(tmp_path):

@@ -171,7 +171,8 @@ def test_too_many_failures_stop_the_search(
         (["--max-trials", "0"], "--max-trials must be >= 1"),
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--validation-split", "0"], "--validation-split must be in (0, 1)"),
-        (["--optimizer", "adamw"], "optimizer must be one of"),
+        (["--learning-rate", "0.1"], "--learning-rate is not supported here"),
+        (["--early-stopping", "2"], "--early-stopping is not supported here"),
         (["--model-option", "fc_units"], "KEY=VALUE"),
         (["--model-option", "width=64"], "sets ['width'] itself"),
         (["--dataset", "no_such_dataset"], "no_such_dataset"),
@@ -190,11 +191,34 @@ def test_bad_arguments_exit_2_before_anything_starts(
     assert not (output / "keras_tuner").exists()
 
 
-def test_an_unknown_tuner_is_refused_by_the_parser(capsys):
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--tuner", "grid"), ("--optimizer", "adamw")]
+)
+def test_an_unknown_choice_is_refused_by_the_parser(capsys, flag, value):
     with pytest.raises(SystemExit) as stop:
-        main(["search", "--model", "mlp", "--tuner", "grid", *TINY, "--output", "x"])
+        main(["search", "--model", "mlp", flag, value, *TINY, "--output", "x"])
     assert stop.value.code == 2
-    assert "invalid choice: 'grid'" in capsys.readouterr().err
+    assert f"invalid choice: '{value}'" in capsys.readouterr().err
+
+
+def test_the_training_flags_reach_every_trial(monkeypatch, tmp_path):
+    """The shared training flags (apps.cli) become the trials' TrainOptions."""
+    seen = {}
+
+    def prepare(config):
+        seen["options"] = config.options
+        raise search_lib.ConfigurationError("stop here")
+
+    monkeypatch.setattr(search_lib, "prepare", prepare)
+    argv = ["--weight-decay", "0.01", "--lr-schedule", "constant", "--jit"]
+    assert _search(tmp_path / "out", *argv) == 2
+    options = seen["options"]
+    assert (options.weight_decay, options.lr_schedule, options.jit) == (
+        0.01,
+        "constant",
+        True,
+    )
+    assert (options.epochs, options.batch_size, options.seed) == (2, 16, 0)
 
 
 def test_another_search_in_the_same_directory_is_refused(two_trials, capsys):

@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from apps import generate, training
+from apps import cli, generate, training
 from apps.generative import callbacks, quality
+from apps.tasks import generation
 
 TINY = [
     "--dataset",
@@ -157,7 +158,7 @@ def test_export_serves_uint8_images(trained_run, tmp_path):
 
 
 def _digest(model_path):
-    gan = generate.load_gan(model_path)
+    gan = generation.load_gan(model_path)
     digest = hashlib.sha256()
     for variable in (
         *gan.weights,
@@ -248,7 +249,7 @@ def _quality_session(run_dir, gan, evaluator, *, start, stop, epochs=4, every=2)
     best.keras changes whenever it is saved."""
     options = training.TrainOptions(epochs=epochs, batch_size=8, lr_schedule="constant")
     core = training.make_callbacks(
-        run_dir, options, training.Throughput(8), monitor=generate.BEST_MONITOR
+        run_dir, options, training.Throughput(8), monitor=generation.BEST_MONITOR
     )
     monitor = callbacks.QualityMonitor(evaluator, run_dir / "quality.json", every)
     session = keras.callbacks.CallbackList(
@@ -280,7 +281,7 @@ def test_quality_every_2_keeps_the_fid_columns_and_the_better_best(tmp_path):
     best = _sha256(run_dir / "best.keras")
     _quality_session(run_dir, gan, evaluator, start=2, stop=4)  # resumed
     assert _sha256(run_dir / "best.keras") == best
-    kept = generate.load_gan(run_dir / "best.keras").generator.weights[0]
+    kept = generation.load_gan(run_dir / "best.keras").generator.weights[0]
     assert np.all(np.asarray(kept) == 1)  # epoch 2's (0-based index 1)
     history = training.read_history(run_dir)
     for key in callbacks.LOGGED_FIGURES:
@@ -347,19 +348,17 @@ def test_resumed_run_measured_every_2_epochs_keeps_the_better_best(
 def test_conditional_models_get_the_dataset_classes(fashion_mnist):
     import apps
 
-    args = generate.build_parser().parse_args(
-        ["train", "--model", "cdcgan", "--dataset", "fashion_mnist", "--output", "x"]
-    )
+    config = generation.GenerationConfig(model="cdcgan", dataset="fashion_mnist")
     info = apps.get_model_info("cdcgan")
-    assert generate._builder_options(info, args, fashion_mnist)["classes"] == 10
-    args.model = "mlp_gan"  # conditional only when asked: classes=None by default
+    assert generation.builder_options(info, config, fashion_mnist)["classes"] == 10
+    config.model = "mlp_gan"  # conditional only when asked: classes=None by default
     info = apps.get_model_info("mlp_gan")
-    assert "classes" not in generate._builder_options(info, args, fashion_mnist)
-    args.model_option = ["classes=10"]
-    assert generate._builder_options(info, args, fashion_mnist)["classes"] == 10
-    args.model_option = ["classes=3"]
-    with pytest.raises(generate.UsageError, match="fashion_mnist has 10 classes"):
-        generate._builder_options(info, args, fashion_mnist)
+    assert "classes" not in generation.builder_options(info, config, fashion_mnist)
+    config.model_options = {"classes": 10}
+    assert generation.builder_options(info, config, fashion_mnist)["classes"] == 10
+    config.model_options = {"classes": 3}
+    with pytest.raises(cli.UsageError, match="fashion_mnist has 10 classes"):
+        generation.builder_options(info, config, fashion_mnist)
 
 
 def test_sample_one_class_of_a_conditional_gan(tmp_path, capsys):
@@ -390,6 +389,9 @@ def test_sample_one_class_of_a_conditional_gan(tmp_path, capsys):
         (["--model", "mlp_gan", "--width", "8"], "mlp_gan does not take ['width']"),
         (["--quality-classifier", "nowhere.keras"], "--quality-classifier"),
         (["--batch-size", "40000", "--d-steps", "2"], "fewer than one batch"),
+        (["--early-stopping", "2"], "--early-stopping is not supported here: a GAN"),
+        (["--optimizer", "sgd", "--beta-1", "0.9"], "--beta-1 is Adam's"),
+        (["--beta-1", "1"], "--beta-1 must be in [0, 1)"),
     ],
 )
 def test_bad_arguments_fail_before_training(tmp_path, capsys, argv, message):
@@ -511,3 +513,58 @@ def test_a_conditional_run_labels_its_grids_and_logs_only_real_columns(
     assert _header(named).max() > 200
     assert np.array_equal(_header(named), _header(grid_path))
     assert not np.array_equal(_header(named), _header(numbered))
+
+
+def test_train_help_lists_every_shared_training_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        generate.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    missing = [
+        cli.flag_name(field)
+        for field in cli.SHARED_TRAINING_FLAGS
+        if cli.flag_name(field) not in text
+    ]
+    assert missing == [] and "one-sided: real target 1 - s" in text
+
+
+def _options(*flags):
+    """The TrainOptions `generate train` makes of `flags`."""
+    argv = ["train", "--model", "dcgan", "--dataset", "d", "--output", "o", *flags]
+    args = generate.build_parser().parse_args(argv)
+    return cli.train_options(
+        args,
+        defaults=generation.train_defaults(args.optimizer),
+        unsupported=generation.UNSUPPORTED,
+    )
+
+
+def test_training_defaults_stay_dcgans():
+    """Adam at 2e-4 (beta_1 0.5), a constant rate, batch 64, 10 epochs; another
+    optimiser gets its usual rate, not Adam's 2e-4."""
+    options = _options()
+    assert (options.optimizer, options.learning_rate) == ("adam", 2e-4)
+    assert (options.lr_schedule, options.batch_size, options.epochs) == (
+        "constant",
+        64,
+        10,
+    )
+    assert _options("--optimizer", "rmsprop").resolved_learning_rate == 1e-3
+
+
+def test_the_new_optimisation_flags_reach_both_optimisers(fashion_mnist, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--weight-decay", "0.01", "--lr-schedule", "cosine", "--beta-1", "0.6"]
+    flags += ["--learning-rate", "1e-3", "--steps-per-execution", "1"]
+    assert _train(run_dir, "--epochs", "2", "--quality-samples", "0", *flags) == 0
+    gan = generation.load_gan(run_dir / "model.keras")
+    for optimizer in (gan.d_optimizer, gan.g_optimizer):
+        assert isinstance(optimizer, keras.optimizers.AdamW)
+        assert optimizer.weight_decay == pytest.approx(0.01)
+        assert optimizer.beta_1 == pytest.approx(0.6)
+    cosine = training.cosine_schedule(1e-3, 2)
+    rates = training.read_history(run_dir)["learning_rate"]
+    assert rates == pytest.approx([cosine(0), cosine(1)])
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["options"]["steps_per_execution"] == 1
+    assert record["arguments"]["beta_1"] == 0.6

@@ -1,8 +1,10 @@
-"""Recurrent classifiers and ViT: Fashion-MNIST-sized input, a training step, save/load.
+"""Recurrent classifiers: Fashion-MNIST-sized input, a training step, save/load.
 
 Parametrised over the registry, so a newly registered sequence classifier is tested
-at once.
+at once. ViT, an image classifier, is tested in tests/apps/test_vision_vit.py.
 """
+
+import inspect
 
 import keras
 import numpy as np
@@ -10,17 +12,11 @@ import pytest
 
 import apps
 import apps.sequence  # noqa: F401  (registers the sequence models)
-from apps import classify
+from apps import classify, cli
 
 SEQUENCE_CLASSIFIERS = apps.list_models(task="sequence_classification")
-# ViT is an image classifier (the image-model tests cover it too); it is here
-# because it lives in apps/sequence and apps.classify must take it.
-CLASSIFIERS = [*SEQUENCE_CLASSIFIERS, "vit"]
 CLASSES = 10
 BATCH = 8
-SMALL = {
-    "vit": {"hidden_size": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32},
-}
 
 
 def _batch(seed=0):
@@ -31,16 +27,13 @@ def _batch(seed=0):
 
 def test_the_recurrent_family_is_registered():
     assert {"rnn", "lstm", "gru", "bilstm"} <= set(SEQUENCE_CLASSIFIERS)
-    assert "vit" in apps.list_models(task="image_classification")
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name", SEQUENCE_CLASSIFIERS)
 def test_builds_trains_a_step_and_round_trips(name, tmp_path):
     keras.utils.set_random_seed(0)
     images, labels = _batch()
-    model = apps.build(
-        name, input_shape=(28, 28, 1), classes=CLASSES, **SMALL.get(name, {})
-    )
+    model = apps.build(name, input_shape=(28, 28, 1), classes=CLASSES)
     predictions = np.asarray(model(images, training=False))
     assert predictions.shape == (BATCH, CLASSES)
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
@@ -85,19 +78,15 @@ def test_recurrent_options_shape_the_network():
     assert np.asarray(sequence(np.zeros((2, 7, 5), "float32"))).shape == (2, 3)
 
 
-def test_vit_options():
-    keras.utils.set_random_seed(0)
-    small = {"hidden_size": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
-    seven = apps.build("vit", patch_size=7, **small)
-    assert tuple(seven.get_layer("patches").output.shape) == (None, 16, 16)
-    assert tuple(seven.get_layer("position_embedding").output.shape) == (None, 17, 16)
-    mean = apps.build("vit", representation="mean", **small)
-    assert "class_token" not in {layer.name for layer in mean.layers}
-    assert tuple(mean.get_layer("position_embedding").output.shape) == (None, 49, 16)
-    tokens = apps.build("vit", include_top=False, **small)
-    assert tuple(tokens.output.shape) == (None, 50, 16)
-    pooled = apps.build("vit", include_top=False, pooling="avg", **small)
-    assert tuple(pooled.output.shape) == (None, 16)
+@pytest.mark.parametrize("name", SEQUENCE_CLASSIFIERS)
+def test_variants_take_the_family_options_but_the_cell(name):
+    info = apps.get_model_info(name)
+    parameters = inspect.signature(info.builder).parameters
+    assert {"units", "depth", "recurrent_dropout", "dropout"} <= set(parameters)
+    assert not {"cell", "bidirectional"} & set(parameters)
+    assert parameters["name"].default == name
+    with pytest.raises(cli.UsageError, match=r"does not take \['cell'\]. Its opt"):
+        cli.check_builder_options(info, {"cell": "gru"})
 
 
 @pytest.mark.parametrize(
@@ -113,11 +102,6 @@ def test_vit_options():
         ("gru", {"classes": 0}, "classes must be an integer >= 1"),
         ("rnn", {"classifier_activation": "nope"}, "classifier_activation must be"),
         ("lstm", {"weights": "imagenet"}, "no pretrained weights"),
-        ("vit", {"patch_size": 5}, "multiples of patch_size=5"),
-        ("vit", {"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
-        ("vit", {"representation": "cls"}, "representation must be one of"),
-        ("vit", {"input_shape": (None, None, 1)}, "height and width must be known"),
-        ("vit", {"depth": 0}, "depth must be an integer >= 1"),
     ],
 )
 def test_bad_options(name, options, message):
