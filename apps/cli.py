@@ -321,7 +321,7 @@ def train_options(args, *, defaults=None, unsupported=None, **fixed):
         return options.TrainOptions(**{**values, **fixed})
 
 
-# export sub-commands: the formats (choices kept equal to apps.export_formats'
+# export sub-commands: the formats (choices kept equal to apps.export.formats'
 # FORMATS and QUANTIZATIONS by a test; spelt out here so that --help imports no
 # TensorFlow)
 EXPORT_FORMATS = ("saved_model", "onnx", "litert")
@@ -330,7 +330,7 @@ QUANTIZATIONS = ("int8", "float16")
 
 def add_export_format_options(parser, *, file_formats=True, examples="test images"):
     """--format, and for commands that export ONNX/LiteRT files, --quantize and the
-    verification options (their defaults are apps.export_formats')."""
+    verification options (their defaults are apps.export.formats')."""
     files = (
         "onnx, litert: EXPORT_DIR/NAME/FORMAT/VERSION/model.onnx or model.tflite, "
         "verified in ONNX Runtime or LiteRT against Keras before it is published "
@@ -429,13 +429,13 @@ def file_export(export, source) -> int:
     """Runs an ONNX/LiteRT export for a command line and prints what came of it.
 
     `export`: a no-argument callable returning `(version directory, check)` (an
-    `apps.export_formats` export). Prints the verification figures and where the
+    `apps.export.formats` export). Prints the verification figures and where the
     file went (exit 0), or, when the conversion or the verification failed, the
     figures it has and a one-line error (exit 1; nothing was published).
     """
     import sys
 
-    from apps import export_formats
+    from apps.export import formats as export_formats
 
     print(f"converting {source}, then verifying the file in its runtime", flush=True)
     try:

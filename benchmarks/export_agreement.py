@@ -8,7 +8,7 @@ For each model: built as `python -m apps.classify train` builds it for Fashion-M
 random weights (seed 0), plus the hard variants: AlexNet with its two towers
 (grouped convolutions), GoogLeNet with its auxiliary heads, LeNet-5 and ResNet-18
 under mixed_bfloat16, the DCGAN generators (TransposedConv2D; one with SAGAN
-self-attention) at their default width. Each is exported with `apps.export_formats`
+self-attention) at their default width. Each is exported with `apps.export.formats`
 (which verifies before it publishes) on `--examples` Fashion-MNIST test images
 (generators: fixed latent vectors), into a temporary directory. Records the max abs
 difference from Keras, the top-1 agreement and the seconds taken, or the error, per
@@ -86,7 +86,8 @@ def measure(label, name, options, mixed, fmt, examples, export_dir) -> dict:
     import keras
 
     import apps
-    from apps import export_formats, registry
+    from apps import registry
+    from apps.export import formats as export_formats
 
     keras.utils.set_random_seed(0)
     started = time.perf_counter()

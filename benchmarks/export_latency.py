@@ -5,7 +5,7 @@ Keras model itself.
 
 Exports the model with `apps.export.export_classifier` into a temporary directory,
 loads it back with `tf.saved_model.load` (what TF Serving runs, minus the RPC),
-exports it with `apps.export_formats` as ONNX and LiteRT files (float32, and int8
+exports it with `apps.export.formats` as ONNX and LiteRT files (float32, and int8
 calibrated on Fashion-MNIST training images; each verified against Keras before it
 is used), loads those in ONNX Runtime and LiteRT's interpreter (as many threads as
 the machine has CPUs), and times on the same inputs, on this machine's CPU:
@@ -207,7 +207,7 @@ def _file_contender(model, spec, label, directory):
     call to time and what the export reported."""
     import numpy as np
 
-    from apps import export_formats
+    from apps.export import formats as export_formats
 
     fmt, quantize = FILE_FORMATS[label]
     started = time.perf_counter()

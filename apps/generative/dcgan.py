@@ -44,7 +44,7 @@ import layers
 from apps.generative.blocks import SelfAttention2D
 from apps.generative.gan import GAN
 from apps.registry import register_model
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
 PAPER = (
     'Radford, Metz & Chintala, "Unsupervised Representation Learning with Deep '
@@ -91,18 +91,18 @@ def _init():
 def _check(input_shape, latent_dim, classes, width, kernel_size, attention, name):
     if input_shape is None:
         input_shape = DEFAULT_INPUT_SHAPE
-    input_shape = _common.check_image_shape(input_shape)
+    input_shape = blocks.check_image_shape(input_shape)
     if input_shape[0] is None or input_shape[1] is None:
         raise ValueError(
             f"A GAN needs a fixed image size. Received: input_shape={input_shape!r}"
         )
     if latent_dim is not None:
-        _common.check_positive_int("latent_dim", latent_dim)
+        blocks.check_positive_int("latent_dim", latent_dim)
     if classes is not None:
-        _common.check_positive_int("classes", classes)
-    _common.check_positive_int("width", width)
-    _common.check_positive_int("kernel_size", kernel_size)
-    _common.check_bool("attention", attention)
+        blocks.check_positive_int("classes", classes)
+    blocks.check_positive_int("width", width)
+    blocks.check_positive_int("kernel_size", kernel_size)
+    blocks.check_bool("attention", attention)
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
     return input_shape, upsampling_plan(*input_shape[:2])
@@ -144,8 +144,8 @@ def dcgan_generator(
     input_shape, (h0, w0, stages) = _check(
         input_shape, latent_dim, classes, width, kernel_size, attention, name
     )
-    _common.check_positive_int("label_dim", label_dim)
-    _common.check_bool("sync_batchnorm", sync_batchnorm)
+    blocks.check_positive_int("label_dim", label_dim)
+    blocks.check_bool("sync_batchnorm", sync_batchnorm)
 
     z = keras.Input((latent_dim,), name="z")
     inputs, x = [z], z
@@ -221,7 +221,7 @@ def dcgan_discriminator(
     input_shape, (_, _, stages) = _check(
         input_shape, None, classes, width, kernel_size, attention, name
     )
-    _common.check_bool("sync_batchnorm", sync_batchnorm)
+    blocks.check_bool("sync_batchnorm", sync_batchnorm)
     height, width_px, _ = input_shape
 
     image = keras.Input(input_shape, name="image")

@@ -23,7 +23,7 @@ from keras import layers as kl
 from apps.generative.blocks import maxout
 from apps.generative.gan import GAN
 from apps.registry import register_model
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
 PAPER = (
     "Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville & Bengio, "
@@ -35,14 +35,14 @@ DEFAULT_INPUT_SHAPE = (28, 28, 1)
 def _check(input_shape, classes, units, name):
     if input_shape is None:
         input_shape = DEFAULT_INPUT_SHAPE
-    input_shape = _common.check_image_shape(input_shape)
+    input_shape = blocks.check_image_shape(input_shape)
     if input_shape[0] is None or input_shape[1] is None:
         raise ValueError(
             f"A GAN needs a fixed image size. Received: input_shape={input_shape!r}"
         )
     if classes is not None:
-        _common.check_positive_int("classes", classes)
-    units = _common.check_int_sequence("hidden_units", units)
+        blocks.check_positive_int("classes", classes)
+    units = blocks.check_int_sequence("hidden_units", units)
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
     return input_shape, units
@@ -67,8 +67,8 @@ def mlp_generator(
         name: model name.
     """
     input_shape, hidden_units = _check(input_shape, classes, hidden_units, name)
-    _common.check_positive_int("latent_dim", latent_dim)
-    _common.check_positive_int("label_dim", label_dim)
+    blocks.check_positive_int("latent_dim", latent_dim)
+    blocks.check_positive_int("label_dim", label_dim)
 
     z = keras.Input((latent_dim,), name="z")
     inputs, x = [z], z
@@ -112,11 +112,11 @@ def mlp_discriminator(
         name: model name.
     """
     input_shape, hidden_units = _check(input_shape, classes, hidden_units, name)
-    _common.check_positive_int("maxout_pieces", maxout_pieces)
-    _common.check_bool("use_maxout", use_maxout)
-    _common.check_rate("input_dropout", input_dropout)
-    _common.check_rate("dropout", dropout)
-    _common.check_positive_int("label_dim", label_dim)
+    blocks.check_positive_int("maxout_pieces", maxout_pieces)
+    blocks.check_bool("use_maxout", use_maxout)
+    blocks.check_rate("input_dropout", input_dropout)
+    blocks.check_rate("dropout", dropout)
+    blocks.check_positive_int("label_dim", label_dim)
 
     image = keras.Input(input_shape, name="image")
     inputs = [image]

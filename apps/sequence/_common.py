@@ -1,12 +1,12 @@
 """What the translators share: argument checks and the date task's defaults."""
 
 from apps.data import dates
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
-check_bool = _common.check_bool
-check_choice = _common.check_choice
-check_positive_int = _common.check_positive_int
-check_rate = _common.check_rate
+check_bool = blocks.check_bool
+check_choice = blocks.check_choice
+check_positive_int = blocks.check_positive_int
+check_rate = blocks.check_rate
 
 
 def check_alphabet(argument, alphabet, default):

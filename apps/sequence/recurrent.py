@@ -18,6 +18,7 @@ keyword arguments (``units``, ``depth``, ``dropout``, ``recurrent_dropout``, ...
 described on ``_recurrent``.
 """
 
+import functools
 import numbers
 
 import keras
@@ -186,60 +187,39 @@ RECIPES = {
 }
 
 
-@register_model(
+# Every variant registers with the family's metadata.
+_register_variant = functools.partial(
+    register_model,
     family="recurrent",
-    paper=PAPERS["rnn"],
     task="sequence_classification",
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=1,
     hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES["rnn"],
 )
+
+
+@_register_variant(paper=PAPERS["rnn"], recipe=RECIPES["rnn"])
 @_variant
 def rnn(name="rnn", **options):
     """Elman's simple recurrent network (tanh units), stacked ``depth`` times."""
     return _recurrent("rnn", name=name, **options)
 
 
-@register_model(
-    family="recurrent",
-    paper=PAPERS["lstm"],
-    task="sequence_classification",
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=1,
-    hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES["lstm"],
-)
+@_register_variant(paper=PAPERS["lstm"], recipe=RECIPES["lstm"])
 @_variant
 def lstm(name="lstm", **options):
     """Long short-term memory, stacked ``depth`` times."""
     return _recurrent("lstm", name=name, **options)
 
 
-@register_model(
-    family="recurrent",
-    paper=PAPERS["gru"],
-    task="sequence_classification",
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=1,
-    hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES["gru"],
-)
+@_register_variant(paper=PAPERS["gru"], recipe=RECIPES["gru"])
 @_variant
 def gru(name="gru", **options):
     """Gated recurrent units, stacked ``depth`` times."""
     return _recurrent("gru", name=name, **options)
 
 
-@register_model(
-    family="recurrent",
-    paper=PAPERS["bidirectional"],
-    task="sequence_classification",
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=1,
-    hyperparameters=HYPERPARAMETERS,
-    recipe=RECIPES["bilstm"],
-)
+@_register_variant(paper=PAPERS["bidirectional"], recipe=RECIPES["bilstm"])
 @_variant
 def bilstm(name="bilstm", **options):
     """Bidirectional LSTM: each layer reads forwards and backwards, concatenated."""

@@ -38,7 +38,7 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import blocks as _common
+from apps.vision import blocks
 from layers import LocalResponseNormalization
 
 PAPER = (
@@ -85,7 +85,7 @@ def alexnet(
     name="alexnet",
     groups=2,
     normalization="lrn",
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
+    batch_norm_momentum=blocks.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """AlexNet: five convolutional and three fully connected layers.
@@ -109,7 +109,7 @@ def alexnet(
             which survives ``apps.build``'s dropping of ``None`` options).
         batch_norm_momentum: momentum of the BatchNormalization moving
             statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
-            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
+            uses 0.99, too slow for short runs: ``blocks.BATCH_NORM_MOMENTUM``).
         resize: ``"auto"`` upsamples inputs smaller than 63x63 (layer ``resize``);
             ``False`` rejects them; an int or ``(height, width)`` resizes every
             input.
@@ -117,29 +117,19 @@ def alexnet(
     Returns:
         An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
     """
-    input_shape = _common.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
-    _common.check_choice("groups", groups, GROUPS)
-    _common.check_choice("normalization", normalization, NORMALIZATIONS)
-    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
+    blocks.check_choice("groups", groups, GROUPS)
+    blocks.check_choice("normalization", normalization, NORMALIZATIONS)
+    blocks.check_momentum("batch_norm_momentum", batch_norm_momentum)
     if normalization == "none":
         normalization = None
-    _common.check_flatten_head(include_top, input_shape, name)
-    target = _common.check_resize(
+    blocks.check_flatten_head(include_top, input_shape, name)
+    target = blocks.check_resize(
         resize, input_shape, MIN_INPUT_SIZE, name, _MIN_SIZE_WHY
     )
 
     inputs = keras.Input(shape=input_shape)
-    x = _common.fit_input(inputs, target)
+    x = blocks.fit_input(inputs, target)
 
     # conv1: 227-equivalent input
     x = kl.ZeroPadding2D(2, name="conv1_pad")(x)
@@ -170,15 +160,15 @@ def alexnet(
         x = kl.Dense(4096, activation="relu", name="fc7")(x)
         if dropout:
             x = kl.Dropout(dropout, name="fc7_dropout")(x)
-        x = kl.Dense(classes, dtype="float32", name="fc8")(x)  # see _common.predictions
+        x = kl.Dense(classes, dtype="float32", name="fc8")(x)  # see blocks.predictions
         x = kl.Activation(
             classifier_activation or "linear", dtype="float32", name="predictions"
         )(x)
     else:
-        x = _common.global_pool(x, pooling)
+        x = blocks.global_pool(x, pooling)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def _conv(x, filters, kernel_size, name, bn_momentum, padding="same", **kwargs):
@@ -196,7 +186,7 @@ def _conv(x, filters, kernel_size, name, bn_momentum, padding="same", **kwargs):
     x = kl.Conv2D(
         filters, kernel_size, padding=padding, use_bias=False, name=name, **kwargs
     )(x)
-    x = _common.batch_norm(x, f"{name}_bn", bn_momentum)
+    x = blocks.batch_norm(x, f"{name}_bn", bn_momentum)
     return kl.Activation("relu", name=f"{name}_relu")(x)
 
 

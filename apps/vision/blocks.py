@@ -124,28 +124,31 @@ def check_int_sequence(argument, value, minimum=1, allow_empty=False):
     return tuple(int(v) for v in items)
 
 
-def check_common(
-    *,
-    include_top,
-    input_shape,
-    default_input_shape,
-    classes,
-    pooling,
-    classifier_activation,
-    dropout,
-    weights,
-    name,
-    pooling_choices=POOLINGS,
-):
+def check_common(arguments, default_input_shape, pooling_choices=POOLINGS):
     """Validates the keras.applications-style arguments; returns the input shape.
 
     Args:
+        arguments: the builder's arguments, ``locals()`` as its first statement:
+            include_top, input_shape, classes, pooling, classifier_activation,
+            dropout, weights, name (the rest are the builder's own business).
         default_input_shape: used when ``input_shape`` is None.
         pooling_choices: the allowed ``pooling`` values.
 
     Returns:
         ``input_shape`` as a tuple ``(height, width, channels)``.
     """
+    include_top, input_shape, classes, pooling, classifier_activation, dropout = (
+        arguments[key]
+        for key in (
+            "include_top",
+            "input_shape",
+            "classes",
+            "pooling",
+            "classifier_activation",
+            "dropout",
+        )
+    )
+    weights, name = arguments["weights"], arguments["name"]
     check_bool("include_top", include_top)
     if input_shape is None:
         input_shape = default_input_shape

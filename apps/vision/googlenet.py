@@ -52,7 +52,7 @@ from keras import layers as kl
 
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import blocks as _common
+from apps.vision import blocks
 from apps.vision.blocks import transfer_weights
 from layers import LocalResponseNormalization
 
@@ -122,7 +122,7 @@ def googlenet(
     aux_dropout=0.7,
     batch_norm=False,
     factorized=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
+    batch_norm_momentum=blocks.BATCH_NORM_MOMENTUM,
     resize="auto",
 ):
     """GoogLeNet (Inception v1), optionally with its two auxiliary classifiers.
@@ -147,7 +147,7 @@ def googlenet(
             no LRN, as in Inception v2.
         batch_norm_momentum: momentum of the BatchNormalization moving
             statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
-            uses 0.99, too slow for short runs: ``_common.BATCH_NORM_MOMENTUM``).
+            uses 0.99, too slow for short runs: ``blocks.BATCH_NORM_MOMENTUM``).
         factorized: ``True`` replaces each 5x5 convolution by two 3x3;
             ``"asymmetric"`` also replaces each 3x3 by a 1x3 then a 3x1.
         resize: ``"auto"`` upsamples inputs smaller than 65x65 to 65x65 (layer
@@ -160,29 +160,19 @@ def googlenet(
         An uncompiled ``keras.Model``: images to ``(batch, classes)``, or to the
         list ``[predictions, aux1, aux2]`` with ``aux_classifiers=True``.
     """
-    input_shape = _common.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
-    _common.check_bool("aux_classifiers", aux_classifiers)
-    _common.check_rate("aux_dropout", aux_dropout)
-    _common.check_bool("batch_norm", batch_norm)
-    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
-    _common.check_choice("factorized", factorized, FACTORIZATIONS)
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
+    blocks.check_bool("aux_classifiers", aux_classifiers)
+    blocks.check_rate("aux_dropout", aux_dropout)
+    blocks.check_bool("batch_norm", batch_norm)
+    blocks.check_momentum("batch_norm_momentum", batch_norm_momentum)
+    blocks.check_choice("factorized", factorized, FACTORIZATIONS)
     if aux_classifiers and not include_top:
         raise ValueError(
             "aux_classifiers=True needs include_top=True (the auxiliary heads are "
             "classifiers). Received: include_top=False"
         )
     if aux_classifiers:
-        _common.check_flatten_head(include_top, input_shape, f"{name} (aux heads)")
+        blocks.check_flatten_head(include_top, input_shape, f"{name} (aux heads)")
         min_size = MIN_INPUT_SIZE_AUX
         why = "the auxiliary heads' 5x5 pool on inception_4a at 1/16 scale"
     else:
@@ -190,13 +180,13 @@ def googlenet(
         why = "five stride-2 stages"
     # "auto" brings small inputs to 65 with or without the heads, so that the
     # model trained with heads and the one built without see the same image.
-    target = _common.check_resize(
+    target = blocks.check_resize(
         resize, input_shape, min_size, name, why, auto_size=MIN_INPUT_SIZE_AUX
     )
     conv = _ConvFactory(batch_norm, batch_norm_momentum)
 
     inputs = keras.Input(shape=input_shape)
-    x = _common.fit_input(inputs, target)
+    x = blocks.fit_input(inputs, target)
 
     # Stem
     x = conv(x, 64, 7, "conv1", strides=2)
@@ -234,13 +224,13 @@ def googlenet(
         x = kl.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = kl.Dropout(dropout, name="dropout")(x)
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
     else:
-        x = _common.global_pool(x, pooling)
+        x = blocks.global_pool(x, pooling)
 
     outputs = [x, *aux_outputs] if aux_outputs else x
     model = keras.Model(inputs, outputs, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def googlenet_inference_model(trained_model, name=None):
@@ -299,7 +289,7 @@ class _ConvFactory:
             use_bias=False,
             name=name,
         )(x)
-        x = _common.batch_norm(x, f"{name}_bn", self.momentum)
+        x = blocks.batch_norm(x, f"{name}_bn", self.momentum)
         return kl.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -343,7 +333,7 @@ def _aux_head(x, classes, classifier_activation, dropout, conv, name):
     x = kl.Dense(1024, activation="relu", name=f"{name}_fc")(x)
     if dropout:
         x = kl.Dropout(dropout, name=f"{name}_dropout")(x)
-    return _common.predictions(x, classes, classifier_activation, name=name)
+    return blocks.predictions(x, classes, classifier_activation, name=name)
 
 
 def _lrn(x, name):

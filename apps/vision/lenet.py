@@ -28,7 +28,7 @@ from keras import layers as kl
 from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.search_spaces import Choice, Recorded
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
 PAPER = (
     'LeCun, Bottou, Bengio & Haffner, "Gradient-Based Learning Applied to '
@@ -104,28 +104,18 @@ def lenet5(
     Returns:
         An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
     """
-    input_shape = _common.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
-    _common.check_activation("activation", activation, allow_none=False)
-    _common.check_choice("pool_type", pool_type, POOL_TYPES)
-    _common.check_flatten_head(include_top, input_shape, name)
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
+    blocks.check_activation("activation", activation, allow_none=False)
+    blocks.check_choice("pool_type", pool_type, POOL_TYPES)
+    blocks.check_flatten_head(include_top, input_shape, name)
     pad_to = None
     if isinstance(resize, str) and resize == "auto":
-        pad_to = _common.check_resize(
+        pad_to = blocks.check_resize(
             resize, input_shape, MIN_INPUT_SIZE, name, _MIN_SIZE_WHY
         )
         resize_to = None
     else:
-        resize_to = _common.check_resize(
+        resize_to = blocks.check_resize(
             resize, input_shape, MIN_INPUT_SIZE, name, _MIN_SIZE_WHY
         )
     pool = kl.AveragePooling2D if pool_type == "average" else kl.MaxPooling2D
@@ -134,7 +124,7 @@ def lenet5(
     x = inputs
     if pad_to is not None:
         x = kl.ZeroPadding2D(_padding(input_shape[:2], pad_to), name="pad")(x)
-    x = _common.fit_input(x, resize_to)
+    x = blocks.fit_input(x, resize_to)
 
     # Feature extractor
     x = kl.Conv2D(6, 5, activation=activation, name="c1")(x)
@@ -149,12 +139,12 @@ def lenet5(
         x = kl.Dense(84, activation=activation, name="f6")(x)
         if dropout:
             x = kl.Dropout(dropout, name="f6_dropout")(x)
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
     else:
-        x = _common.global_pool(x, pooling)
+        x = blocks.global_pool(x, pooling)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def _padding(size, target):

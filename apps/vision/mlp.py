@@ -12,7 +12,7 @@ from keras import layers as kl
 from apps.recipes import Recipe
 from apps.registry import register_model
 from apps.search_spaces import Choice, Int
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
 PAPER = (
     'Rumelhart, Hinton & Williams, "Learning Representations by Back-Propagating '
@@ -62,7 +62,7 @@ def mlp(
     width=None,
     activation="relu",
     batch_norm=False,
-    batch_norm_momentum=_common.BATCH_NORM_MOMENTUM,
+    batch_norm_momentum=blocks.BATCH_NORM_MOMENTUM,
 ):
     """A multilayer perceptron on the flattened input.
 
@@ -88,13 +88,13 @@ def mlp(
         batch_norm: batch normalisation before each hidden activation.
         batch_norm_momentum: momentum of the BatchNormalization moving
             statistics, in [0, 1) (default 0.9, PyTorch's; keras.applications
-            uses 0.99, too slow for short runs: see ``_common.BATCH_NORM_MOMENTUM``).
+            uses 0.99, too slow for short runs: see ``blocks.BATCH_NORM_MOMENTUM``).
 
     Returns:
         An uncompiled ``keras.Model`` mapping inputs to ``(batch, classes)``.
     """
     # Validate
-    _common.check_bool("include_top", include_top)
+    blocks.check_bool("include_top", include_top)
     if input_shape is None:
         input_shape = DEFAULT_INPUT_SHAPE
     try:
@@ -109,15 +109,15 @@ def mlp(
             f"(28, 28, 1) or (2,). Received: input_shape={input_shape!r}"
         )
     if include_top:
-        _common.check_positive_int("classes", classes)
-    _common.check_choice("pooling", pooling, (None,))
-    _common.check_activation("classifier_activation", classifier_activation)
-    _common.check_rate("dropout", dropout)
-    _common.check_weights(weights)
+        blocks.check_positive_int("classes", classes)
+    blocks.check_choice("pooling", pooling, (None,))
+    blocks.check_activation("classifier_activation", classifier_activation)
+    blocks.check_rate("dropout", dropout)
+    blocks.check_weights(weights)
     hidden_units = _hidden_units(hidden_units, depth, width)
-    _common.check_activation("activation", activation, allow_none=False)
-    _common.check_bool("batch_norm", batch_norm)
-    _common.check_momentum("batch_norm_momentum", batch_norm_momentum)
+    blocks.check_activation("activation", activation, allow_none=False)
+    blocks.check_bool("batch_norm", batch_norm)
+    blocks.check_momentum("batch_norm_momentum", batch_norm_momentum)
 
     inputs = keras.Input(shape=input_shape)
     x = kl.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
@@ -127,7 +127,7 @@ def mlp(
         layer_name = f"hidden_{index}"
         if batch_norm:
             x = kl.Dense(units, use_bias=False, name=layer_name)(x)
-            x = _common.batch_norm(x, f"{layer_name}_bn", batch_norm_momentum)
+            x = blocks.batch_norm(x, f"{layer_name}_bn", batch_norm_momentum)
             x = kl.Activation(activation, name=f"{layer_name}_act")(x)
         else:
             x = kl.Dense(units, activation=activation, name=layer_name)(x)
@@ -136,10 +136,10 @@ def mlp(
 
     # Classifier
     if include_top:
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)
 
 
 def _hidden_units(hidden_units, depth, width):
@@ -152,13 +152,11 @@ def _hidden_units(hidden_units, depth, width):
     if depth is None and width is None:
         if hidden_units is None:
             return DEFAULT_HIDDEN_UNITS
-        return _common.check_int_sequence(
-            "hidden_units", hidden_units, allow_empty=True
-        )
+        return blocks.check_int_sequence("hidden_units", hidden_units, allow_empty=True)
     if depth is None:
         depth = len(DEFAULT_HIDDEN_UNITS)
     if width is None:
         width = 128
-    _common.check_positive_int("depth", depth, minimum=0)
-    _common.check_positive_int("width", width)
+    blocks.check_positive_int("depth", depth, minimum=0)
+    blocks.check_positive_int("width", width)
     return (width,) * depth

@@ -39,6 +39,8 @@ keras.applications' (``conv1_conv``, ``conv2_block1_1_conv``, ``conv5_block3_out
 max-pooling, for 28-32 pixel images (CIFAR, Fashion-MNIST).
 """
 
+import functools
+
 import keras
 from keras import layers as kl
 
@@ -77,17 +79,7 @@ def _resnet(
 ):
     """Builds a ResNet v1; see :func:`resnet` for the arguments. The variants
     (``resnet18`` ... ``resnet152``) fix ``block`` and ``blocks_per_stage``."""
-    input_shape = blocks.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
     blocks.check_choice("block", block, BLOCKS)
     blocks_per_stage = blocks.check_int_sequence("blocks_per_stage", blocks_per_stage)
     blocks.check_positive_int("width", width)
@@ -270,68 +262,46 @@ def resnet(block="bottleneck", blocks_per_stage=(3, 4, 6, 3), name="resnet", **o
     return _resnet(block, blocks_per_stage, name=name, **options)
 
 
-@register_model(
+# Every variant registers with the family's metadata.
+_register_variant = functools.partial(
+    register_model,
     family="resnet",
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES["resnet18"],
 )
+
+
+@_register_variant(recipe=RECIPES["resnet18"])
 @_variant
 def resnet18(name="resnet18", **options):
     """ResNet-18: basic blocks, (2, 2, 2, 2)."""
     return _resnet("basic", (2, 2, 2, 2), name=name, **options)
 
 
-@register_model(
-    family="resnet",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES["resnet34"],
-)
+@_register_variant(recipe=RECIPES["resnet34"])
 @_variant
 def resnet34(name="resnet34", **options):
     """ResNet-34: basic blocks, (3, 4, 6, 3)."""
     return _resnet("basic", (3, 4, 6, 3), name=name, **options)
 
 
-@register_model(
-    family="resnet",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES["resnet50"],
-)
+@_register_variant(recipe=RECIPES["resnet50"])
 @_variant
 def resnet50(name="resnet50", **options):
     """ResNet-50: bottleneck blocks, (3, 4, 6, 3)."""
     return _resnet("bottleneck", (3, 4, 6, 3), name=name, **options)
 
 
-@register_model(
-    family="resnet",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-)
+@_register_variant()
 @_variant
 def resnet101(name="resnet101", **options):
     """ResNet-101: bottleneck blocks, (3, 4, 23, 3)."""
     return _resnet("bottleneck", (3, 4, 23, 3), name=name, **options)
 
 
-@register_model(
-    family="resnet",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-)
+@_register_variant()
 @_variant
 def resnet152(name="resnet152", **options):
     """ResNet-152: bottleneck blocks, (3, 8, 36, 3)."""

@@ -19,6 +19,8 @@ per stage, the number of stages, the width and the size of the fully connected
 layers are arguments.
 """
 
+import functools
+
 import keras
 from keras import layers as kl
 
@@ -63,17 +65,7 @@ def _vgg(
 ):
     """Builds a VGG network; see :func:`vgg` for the arguments. The variants fix
     ``convs_per_stage`` (and the ``_bn`` ones ``batch_norm=True``)."""
-    input_shape = blocks.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
     if isinstance(convs_per_stage, int) and not isinstance(convs_per_stage, bool):
         convs_per_stage = (convs_per_stage,) * len(CONFIGURATIONS["D"])
     convs_per_stage = blocks.check_int_sequence("convs_per_stage", convs_per_stage)
@@ -198,107 +190,66 @@ def vgg(convs_per_stage=CONFIGURATIONS["D"], name="vgg", **options):
     return _vgg(convs_per_stage, name=name, **options)
 
 
-@register_model(
+# Every variant registers with the family's metadata.
+_register_variant = functools.partial(
+    register_model,
     family="vgg",
     paper=PAPER,
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES["vgg11"],
 )
+
+
+@_register_variant(hyperparameters=_VARIANT_HYPERPARAMETERS, recipe=RECIPES["vgg11"])
 @_variant
 def vgg11(name="vgg11", **options):
     """VGG-11, configuration A: 8 convolutions and 3 fully connected layers."""
     return _vgg(CONFIGURATIONS["A"], name=name, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-)
+@_register_variant(hyperparameters=_VARIANT_HYPERPARAMETERS)
 @_variant
 def vgg13(name="vgg13", **options):
     """VGG-13, configuration B: 10 convolutions and 3 fully connected layers."""
     return _vgg(CONFIGURATIONS["B"], name=name, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-    recipe=RECIPES["vgg16"],
-)
+@_register_variant(hyperparameters=_VARIANT_HYPERPARAMETERS, recipe=RECIPES["vgg16"])
 @_variant
 def vgg16(name="vgg16", **options):
     """VGG-16, configuration D: 13 convolutions and 3 fully connected layers."""
     return _vgg(CONFIGURATIONS["D"], name=name, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_VARIANT_HYPERPARAMETERS,
-)
+@_register_variant(hyperparameters=_VARIANT_HYPERPARAMETERS)
 @_variant
 def vgg19(name="vgg19", **options):
     """VGG-19, configuration E: 16 convolutions and 3 fully connected layers."""
     return _vgg(CONFIGURATIONS["E"], name=name, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_BN_HYPERPARAMETERS,
-)
+@_register_variant(hyperparameters=_BN_HYPERPARAMETERS)
 @_bn_variant
 def vgg11_bn(name="vgg11_bn", **options):
     """VGG-11, configuration A, with batch normalisation after each convolution."""
     return _vgg(CONFIGURATIONS["A"], name=name, batch_norm=True, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_BN_HYPERPARAMETERS,
-)
+@_register_variant(hyperparameters=_BN_HYPERPARAMETERS)
 @_bn_variant
 def vgg13_bn(name="vgg13_bn", **options):
     """VGG-13, configuration B, with batch normalisation after each convolution."""
     return _vgg(CONFIGURATIONS["B"], name=name, batch_norm=True, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_BN_HYPERPARAMETERS,
-    recipe=RECIPES["vgg16_bn"],
-)
+@_register_variant(hyperparameters=_BN_HYPERPARAMETERS, recipe=RECIPES["vgg16_bn"])
 @_bn_variant
 def vgg16_bn(name="vgg16_bn", **options):
     """VGG-16, configuration D, with batch normalisation after each convolution."""
     return _vgg(CONFIGURATIONS["D"], name=name, batch_norm=True, **options)
 
 
-@register_model(
-    family="vgg",
-    paper=PAPER,
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=_BN_HYPERPARAMETERS,
-)
+@_register_variant(hyperparameters=_BN_HYPERPARAMETERS)
 @_bn_variant
 def vgg19_bn(name="vgg19_bn", **options):
     """VGG-19, configuration E, with batch normalisation after each convolution."""

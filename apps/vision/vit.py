@@ -26,7 +26,7 @@ from keras import ops
 import layers
 from apps.recipes import Recipe
 from apps.registry import register_model
-from apps.vision import blocks as _common
+from apps.vision import blocks
 
 PAPER = (
     'Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image '
@@ -159,17 +159,7 @@ def vit(
     Returns:
         An uncompiled ``keras.Model`` mapping images to ``(batch, classes)``.
     """
-    input_shape = _common.check_common(
-        include_top=include_top,
-        input_shape=input_shape,
-        default_input_shape=DEFAULT_INPUT_SHAPE,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        weights=weights,
-        name=name,
-    )
+    input_shape = blocks.check_common(locals(), DEFAULT_INPUT_SHAPE)
     for argument, value in (
         ("patch_size", patch_size),
         ("hidden_size", hidden_size),
@@ -177,9 +167,9 @@ def vit(
         ("num_heads", num_heads),
         ("mlp_dim", mlp_dim),
     ):
-        _common.check_positive_int(argument, value)
-    _common.check_rate("attention_dropout", attention_dropout)
-    _common.check_choice("representation", representation, REPRESENTATIONS)
+        blocks.check_positive_int(argument, value)
+    blocks.check_rate("attention_dropout", attention_dropout)
+    blocks.check_choice("representation", representation, REPRESENTATIONS)
     if hidden_size % num_heads:
         raise ValueError(
             "hidden_size must be a multiple of num_heads. Received: "
@@ -238,11 +228,11 @@ def vit(
             x = kl.Flatten(name="representation")(x)
         else:
             x = kl.GlobalAveragePooling1D(name="representation")(x)
-        x = _common.predictions(x, classes, classifier_activation)
+        x = blocks.predictions(x, classes, classifier_activation)
     elif pooling == "avg":
         x = kl.GlobalAveragePooling1D(name="avg_pool")(x)
     elif pooling == "max":
         x = kl.GlobalMaxPooling1D(name="max_pool")(x)
 
     model = keras.Model(inputs, x, name=name)
-    return _common.load_weights(model, weights)
+    return blocks.load_weights(model, weights)

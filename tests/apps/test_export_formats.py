@@ -261,14 +261,6 @@ def test_unknown_format_is_an_argparse_choice(lenet_run, tmp_path, capsys):
         formats.check_request("tflite")
 
 
-def test_the_old_module_name_still_works():
-    # apps.export_formats was this module's name; commands not yet moved import it.
-    from apps import export_formats
-
-    assert export_formats.export_classifier_file is formats.export_classifier_file
-    assert export_formats.VerificationError is formats.VerificationError
-
-
 @pytest.mark.parametrize(
     "main, fmt, module, package",
     [

@@ -142,8 +142,24 @@ def _killed_and_resumed(tmp_path, seed, damage=None, *extra):
     return _weights_digest(output)
 
 
+def test_sigkill_at_an_epoch_end_with_a_damaged_state_is_exact(reference, tmp_path):
+    """The suite's quick case (3 processes): killed at an epoch's end, its latest
+    state's npz truncated; the re-run goes back to the state before it and ends with
+    the uninterrupted run's weights, BatchNorm statistics pass included. The slow
+    tests below kill at random and repeated points."""
+    output = tmp_path / "killed"
+    _kill_after_snapshot(output, 10)
+    _damage_latest(output, ".npz")
+    assert "BatchNorm statistics recomputed over 20 training batches" in _run(output)
+    assert not (output / "state").exists()
+    digest, iterations = _weights_digest(output)
+    assert iterations == EPOCHS * STEPS
+    assert digest == reference[0]
+
+
+@pytest.mark.slow
 def test_three_sigkills_then_rerun_gives_identical_weights(reference, tmp_path):
-    """Three kill points in one run (4 processes instead of 6, for CI's time): killed
+    """Three kill points in one run: killed
     mid-epoch; re-run, killed at an epoch's end, its latest state's npz truncated;
     re-run (from the state before), killed, its latest state's json truncated;
     re-run, killed after the last epoch's state (in the BatchNorm statistics pass
