@@ -56,7 +56,11 @@ def _add_train(parser):
     from apps import recipes
 
     groups = {title: parser.add_argument_group(title) for title in ("Data", "Model")}
-    shown = {**recipes.DEFAULTS, "learning_rate": "the optimiser's usual rate"}
+    rates = ", ".join(f"{k} {v:g}" for k, v in cli.DEFAULT_LEARNING_RATES.items())
+    shown = {
+        **recipes.DEFAULTS,
+        "learning_rate": f"the optimiser's usual rate ({rates})",
+    }
     recipe_text = {k: f"the model's recipe, else {v}" for k, v in shown.items()}
     groups |= cli.add_training_flags(
         parser,

@@ -2,8 +2,9 @@
 
     python benchmarks/gan_quality.py --epochs 5 --steps-per-epoch 200
 
-Runs `python -m apps.generate train --model dcgan --dataset fashion_mnist` (in this
-process, through `apps.generate.main`) with a small budget, and records per epoch:
+Runs what `python -m apps.generate train --model dcgan --dataset fashion_mnist` runs
+(in this process: `apps.tasks.generation.train`) with a small budget, and records per
+epoch:
 FID and the Inception-Score-style score against the real test images, class
 coverage of the generated samples (mode collapse shows as classes going missing),
 the losses, and the seconds of training and of measuring. The quality classifier
@@ -21,6 +22,7 @@ directory, removed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -47,6 +49,19 @@ EPOCH_KEYS = (
     "d_fake",
     "quality_seconds",
 )
+# GenerationConfig / TrainOptions fields this script sets itself (the JSON's budget
+# records them), so --option may not: why, and what to use instead.
+OWN_FIELDS = {
+    "model": "use --model",
+    "dataset": "this benchmark measures fashion_mnist",
+    "epochs": "use --epochs",
+    "steps_per_epoch": "use --steps-per-epoch",
+    "batch_size": "use --batch-size",
+    "d_steps": "use --d-steps",
+    "quality_samples": "use --quality-samples",
+    "seed": "use --seed",
+    "classifier_epochs": "use --classifier-epochs",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--option",
         action="append",
         default=[],
-        metavar="FLAG=VALUE",
-        help="more `apps.generate train` flags, e.g. --option=--attention",
+        metavar="FIELD=VALUE",
+        help="more train settings: a GenerationConfig field or a TrainOptions field "
+        "that `apps.generate train` has a flag for, as FIELD=VALUE (VALUE a Python "
+        "literal, else a string), FIELD alone for True, model_option=KEY=VALUE for "
+        "a builder argument; e.g. --option=attention, --option=--latent-dim=8 "
+        "(repeatable)",
     )
     parser.add_argument("--run-dir", help="keep the run directory here")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
@@ -87,15 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
-    from apps import generate
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from apps import cli
+
+    try:
+        config_fields, option_fields, extra = extra_settings(args.option)
+    except cli.UsageError as error:
+        parser.error(str(error))  # exit 2, before anything runs
     from apps.generative import quality
 
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="gan-quality-"))
-    extra = []
-    for option in args.option:
-        flag, _, value = option.partition("=")
-        extra += [flag, value] if value else [flag]
     command = [
         "train",
         "--model",
@@ -130,7 +151,8 @@ def main(argv=None) -> dict:
     )
     with _harness.LoadSampler() as load:
         started = time.perf_counter()
-        code = generate.main(command)
+        job = (args, config_fields, option_fields, run_dir)
+        code = cli.run_command(_train, job)
         wall = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"training failed with exit code {code}")
@@ -181,6 +203,77 @@ def main(argv=None) -> dict:
     if not args.run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def extra_settings(items) -> tuple[dict, dict, list]:
+    """`--option` items as (GenerationConfig fields, TrainOptions fields, the same
+    as `apps.generate train` flags, for the recorded command).
+
+    Read as benchmarks/time_to_accuracy.py reads its --option (leading dashes
+    dropped, `-` read as `_`), so the old `--option=--width=8` form still works.
+
+    Raises:
+        UsageError: an item that names no field, or one this script sets itself.
+    """
+    from apps import cli
+    from apps.tasks import generation
+
+    config_names = {
+        field.name for field in dataclasses.fields(generation.GenerationConfig)
+    }
+    config, options, flags = {}, {}, []
+    for item in items:
+        key, separator, text = item.lstrip("-").partition("=")
+        if not key.strip():
+            raise cli.UsageError(
+                f"--option takes FIELD=VALUE or FIELD. Received: {item!r}"
+            )
+        ((field, value),) = cli.model_options([f"{key}={text or True}"]).items()
+        flags += [cli.flag_name(field), text] if separator else [cli.flag_name(field)]
+        if field in OWN_FIELDS:
+            raise cli.UsageError(
+                f"--option {item}: {field} is set by this script; {OWN_FIELDS[field]}."
+            )
+        if field == "model_option":
+            config.setdefault("model_options", {}).update(cli.model_options([text]))
+        elif field in config_names:  # label_smoothing: the GAN's, as the command's
+            config[field] = value
+        elif field in cli.SHARED_TRAINING_FLAGS:
+            options[field] = value
+        else:
+            raise cli.UsageError(
+                f"--option {item}: {field} is not a GenerationConfig field nor one of "
+                f"the TrainOptions fields `apps.generate train` takes. The fields: "
+                f"{sorted(config_names - set(OWN_FIELDS))}, "
+                f"{sorted(set(cli.SHARED_TRAINING_FLAGS) - set(OWN_FIELDS))}"
+            )
+    return config, options, flags
+
+
+def _train(job) -> int:
+    """What `training_command` runs: the generation task's train, with the GAN's
+    training defaults where neither the flags nor --option say otherwise."""
+    from apps import cli
+    from apps.tasks import generation
+
+    args, config_fields, option_fields, run_dir = job
+    with cli.bad_input():
+        config = generation.GenerationConfig(
+            model=args.model,
+            dataset="fashion_mnist",
+            d_steps=args.d_steps,
+            quality_samples=args.quality_samples,
+            **config_fields,
+        )
+        options = generation.default_options(
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch or None,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            **option_fields,
+        )
+    generation.train(config, options, run_dir, overwrite=True)
+    return 0
 
 
 def real_vs_real_fid(classifier, samples):

@@ -13,11 +13,13 @@ Runs, on Fashion-MNIST (the 10 % of the training split held out for validation):
    --batch-size 64 --seed 0 --output DIR/search`` (learning_rate, dropout,
    activation, pool_type; LeNet-5's depth is fixed),
 
-both through ``main`` in this process, with the same training core, data pipeline,
-seed and budget per model (2 epochs x 100 steps x 64 images). Compared: the best
-epoch's validation accuracy (the search's objective) of the default run and of the
-best trial, and, as a check that is not the objective, the test accuracy (10,000
-images) of the default run's final model and of the best trial's final model.
+both in this process, through what those commands call (the classification
+task's ``train``; ``tuning.search.prepare`` and ``run``), with the same training
+core, data pipeline, seed and budget per model (2 epochs x 100 steps x 64
+images). Compared: the best epoch's validation accuracy (the search's objective)
+of the default run and of the best trial, and, as a check that is not the
+objective, the test accuracy (10,000 images) of the default run's final model and
+of the best trial's final model.
 Writes benchmarks/results/tuning_search.json and prints the comparison.
 """
 
@@ -80,16 +82,22 @@ def main(argv=None) -> int:
         search_argv += ["--max-trials", str(args.trials), *budget]
         search_argv += ["--output", str(workdir / "search")]
 
+        search_command = "python -m tuning " + " ".join(search_argv)
+
         from apps import cli, training
         from tuning import search as search_lib
-        from tuning.__main__ import main as tuning_main
 
         started = time.perf_counter()
         if cli.run_command(_train_default, (args, workdir / "default")) != 0:
             return 1
         default_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        if tuning_main(search_argv) != 0:
+        code = cli.run_command(
+            _search,
+            (args, workdir / "search", search_command),
+            usage_errors=(search_lib.ConfigurationError,),
+        )
+        if code != 0:
             return 1
         search_seconds = time.perf_counter() - started
 
@@ -107,7 +115,7 @@ def main(argv=None) -> int:
             ["python benchmarks/tuning_search.py", *(argv or sys.argv[1:])]
         ),
         "default_command": "python -m apps.classify " + " ".join(default_argv),
-        "search_command": "python -m tuning " + " ".join(search_argv),
+        "search_command": search_command,
         "budget_per_model": {
             "epochs": args.epochs,
             "steps_per_epoch": args.steps_per_epoch,
@@ -196,6 +204,60 @@ def _train_default(job) -> int:
         eval_steps=args.eval_steps or None,
     )
     classification.train(config, options, run_dir, recipe=sources)
+    return 0
+
+
+def _search(job) -> int:
+    """What `search_command` runs: `tuning.search`'s prepare and run, with the
+    default run's budget; a stopped search is said as the command says it
+    ("search stopped: ...", exit 1)."""
+    from tuning import search as search_lib
+
+    try:
+        return _run_search(*job)
+    except search_lib.SearchError as error:
+        print(f"search stopped: {error}", file=sys.stderr)
+        return 1
+
+
+def _run_search(args, output, command) -> int:
+    """The search of `command` (a single process: its table is printed here)."""
+    from apps import cli
+    from apps.options import TrainOptions
+    from tuning import search as search_lib
+
+    if search_lib.distributed_role() is not None:
+        raise cli.UsageError(
+            "this benchmark runs a single-process search; unset KERASTUNER_TUNER_ID."
+        )
+    with cli.bad_input():  # every check before anything is written
+        config = search_lib.SearchConfig(
+            model=args.model,
+            dataset=args.dataset,
+            output=output,
+            options=TrainOptions(
+                epochs=args.epochs,
+                steps_per_epoch=args.steps_per_epoch,
+                batch_size=args.batch_size,
+                seed=args.seed,
+            ),
+            tuner=args.tuner,
+            max_trials=args.trials,
+            eval_steps=args.eval_steps or None,
+            arguments={"command": command},
+        )
+        prepared = search_lib.prepare(config)
+    outcome = search_lib.run(prepared)
+    print()
+    print(search_lib.summary_text(output, outcome.rows))
+    print(f"Search directory: {output}")
+    if outcome.failure:
+        raise search_lib.SearchError(outcome.failure)
+    if outcome.best is None:
+        raise search_lib.SearchError(
+            "no trial completed; see the trials' errors.log in "
+            f"{output / search_lib.TRIALS}."
+        )
     return 0
 
 

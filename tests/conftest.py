@@ -34,3 +34,15 @@ def fashion_mnist(tfds_data_dir):
             "dataset-fashion-mnist (.ci/run does) or set FASHION_MNIST_DIR."
         )
     return datasets.describe("fashion_mnist", data_dir=tfds_data_dir)
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_restored():
+    """A test that trains in-process with mixed precision sets Keras's global
+    dtype policy; every other test must see float32 again."""
+    yield
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.mixed_precision.global_policy().name != "float32":
+        keras.mixed_precision.set_global_policy("float32")

@@ -132,3 +132,52 @@ def test_another_program_run_with_dash_m_gets_the_models_registered(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) >= 20
+
+
+def _training_parser(**kwargs):
+    parser = argparse.ArgumentParser()
+    cli.add_training_flags(parser, **kwargs)
+    return parser
+
+
+def test_training_flags_given_as_zero_are_kept():
+    # 0 == False in Python: `--seed 0` must not fall back to the default.
+    args = _training_parser().parse_args(["--seed", "0", "--weight-decay", "0"])
+    assert cli.given_training_flags(args) == {"seed": 0, "weight_decay": 0.0}
+    options = cli.train_options(args, defaults={"seed": 7, "weight_decay": 0.1})
+    assert (options.seed, options.weight_decay) == (0, 0.0)
+
+
+def test_training_flags_take_the_commands_defaults_and_refuse_the_unsupported():
+    parser = _training_parser(defaults={"epochs": 3}, unsupported={"jit": "string ops"})
+    assert cli.train_options(parser.parse_args([]), defaults={"epochs": 3}).epochs == 3
+    assert "not supported here: string ops" in " ".join(parser.format_help().split())
+    with pytest.raises(cli.UsageError, match="--jit is not supported here: string"):
+        cli.train_options(
+            parser.parse_args(["--jit"]), unsupported={"jit": "string ops"}
+        )
+    with pytest.raises(cli.UsageError, match="batch_size must be a positive integer"):
+        cli.train_options(parser.parse_args(["--batch-size", "0"]))
+
+
+def test_every_training_command_has_the_shared_flags():
+    import tuning.__main__ as tuning_main
+    from apps import classify, generate, translate
+
+    for module, command in (
+        (classify, "train"),
+        (generate, "train"),
+        (translate, "train"),
+        (tuning_main, "search"),
+    ):
+        parser = next(
+            p
+            for p in cli.all_parsers(module.build_parser())
+            if p.prog.endswith(command)
+        )
+        flags = {
+            option for action in parser._actions for option in action.option_strings
+        }
+        missing = {cli.flag_name(f) for f in cli.SHARED_TRAINING_FLAGS} - flags
+        assert not missing, (module.__name__, missing)
+        assert "--overwrite" in flags

@@ -1,12 +1,11 @@
 """Training recipes: precedence flag > recipe > default, validation, the registry's
 check of the model options, and what `classify train` takes from a recipe."""
 
-import argparse
-
 import pytest
 
 import apps
 from apps import classify, recipes, registry
+from apps.options import TrainOptions
 
 ZOO = (
     "lenet5",
@@ -106,27 +105,37 @@ def test_every_zoo_model_has_a_recipe_its_builder_takes(name):
         assert model.output_shape[-1] == 10
 
 
-def _namespace(**given):
-    flags = {name: None for name in recipes.TRAINING_FIELDS}
-    return argparse.Namespace(**{**flags, "model_option": [], **given})
+def _config(**fields):
+    from apps.tasks import classification
+
+    return classification.ClassificationConfig(
+        model="lenet5", dataset="fashion_mnist", **fields
+    )
 
 
 def test_classify_fills_unset_flags_and_keeps_given_model_options():
+    from apps.tasks import classification
+
     recipe = apps.get_model_info("lenet5").recipe
-    args = _namespace(epochs=2, model_option=["activation=tanh"])
-    sources = classify._apply_recipe(args, recipe)
-    assert args.epochs == 2 and sources["epochs"] == "flag"
-    assert args.learning_rate == recipe.learning_rate
+    config, values, sources = classification.resolve_recipe(
+        _config(model_options={"activation": "tanh"}), {"epochs": 2}
+    )
+    assert values["epochs"] == 2 and sources["epochs"] == "flag"
+    assert values["learning_rate"] == recipe.learning_rate
     assert sources["learning_rate"] == "recipe"
-    assert args.model_option == ["pool_type='max'", "activation=tanh"]
+    assert config.model_options == {"pool_type": "max", "activation": "tanh"}
     assert sources["model_options"] == {"activation": "relu", "pool_type": "max"}
 
 
 def test_classify_without_a_recipe_keeps_the_old_defaults():
-    args = _namespace()
-    sources = classify._apply_recipe(args, None)
-    assert (args.epochs, args.batch_size, args.optimizer) == (10, 128, "adam")
-    assert args.augment == "none" and args.model_option == []
+    from apps.tasks import classification
+
+    config, values, sources = classification.resolve_recipe(
+        _config(), {}, use_recipe=False
+    )
+    options = TrainOptions(**values)
+    assert (options.epochs, options.batch_size, options.optimizer) == (10, 128, "adam")
+    assert config.augment == "none" and config.model_options == {}
     assert "model_options" not in sources
 
 

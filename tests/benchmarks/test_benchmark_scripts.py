@@ -197,3 +197,121 @@ def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
     assert zoo.main(["--models", "resnet19"]) == 2
     error = capsys.readouterr().err
     assert "unknown model(s) ['resnet19']" in error and "resnet18" in error
+
+
+# gan_quality.py and tuning_search.py call the task modules, never a command's main
+# (their real, tiny runs: tests/apps/generative/test_benchmark.py and
+# tests/tuning/test_tuning_benchmark.py, slow).
+
+
+def test_gan_quality_options_map_onto_the_config_and_the_training_options():
+    import gan_quality
+
+    items = ["--attention", "--width=8", "latent-dim=8", "--loss=lsgan"]
+    items += ["model_option=use_maxout=False", "--learning-rate=1e-3", "jit"]
+    items += ["label_smoothing=0.1"]  # the GAN's one-sided one, as the command's
+    config, options, flags = gan_quality.extra_settings(items)
+    assert config == {
+        "attention": True,
+        "width": 8,
+        "latent_dim": 8,
+        "loss": "lsgan",
+        "model_options": {"use_maxout": False},
+        "label_smoothing": 0.1,
+    }
+    assert options == {"learning_rate": 1e-3, "jit": True}
+    assert flags[:5] == ["--attention", "--width", "8", "--latent-dim", "8"]
+    assert flags[7:9] == ["--model-option", "use_maxout=False"]
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("--epochs=3", "use --epochs"),
+        ("dataset=mnist", "measures fashion_mnist"),
+        ("--warmup-epochs=1", "not a GenerationConfig field"),
+        ("=3", "takes FIELD=VALUE or FIELD"),
+    ],
+)
+def test_gan_quality_refuses_an_option_before_anything_runs(item, message, capsys):
+    import gan_quality
+
+    with pytest.raises(SystemExit) as stopped:
+        gan_quality.main([f"--option={item}"])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gan_quality_trains_through_the_generation_task(tmp_path, monkeypatch):
+    import gan_quality
+
+    from apps import cli
+    from apps.tasks import generation
+
+    calls = []
+    monkeypatch.setattr(
+        generation, "train", lambda *args, **kwargs: calls.append((args, kwargs))
+    )
+    args = gan_quality.build_parser().parse_args(["--steps-per-epoch=0", "--seed=3"])
+    job = (args, {"width": 8}, {"optimizer": "sgd"}, tmp_path)
+    assert cli.run_command(gan_quality._train, job) == 0
+    ((config, options, run_dir), kwargs) = calls[0]
+    assert (config.model, config.dataset, config.width) == ("dcgan", "fashion_mnist", 8)
+    assert (config.d_steps, config.quality_samples) == (1, 2000)
+    assert options.steps_per_epoch is None  # 0: full passes
+    assert (options.epochs, options.batch_size, options.seed) == (5, 64, 3)
+    assert options.lr_schedule == "constant"  # the GAN's default, not TrainOptions'
+    assert options.learning_rate is None  # sgd: its usual rate, not DCGAN's 2e-4
+    assert run_dir == tmp_path and kwargs == {"overwrite": True}
+    bad = (args, {"beta_1": 1.5}, {}, tmp_path)
+    assert cli.run_command(gan_quality._train, bad) == 2  # as the command's exit
+
+
+def _fake_tuning_search(monkeypatch, outcome):
+    """tuning_search.py with the default run and the search replaced."""
+    import tuning_search
+
+    from tuning import search as search_lib
+
+    configs = []
+
+    def prepare(config):
+        configs.append(config)
+        if outcome is None:
+            raise search_lib.ConfigurationError("the tuner refused the project")
+        return config
+
+    monkeypatch.setattr(tuning_search, "_train_default", lambda job: 0)
+    monkeypatch.setattr(search_lib, "prepare", prepare)
+    monkeypatch.setattr(search_lib, "run", lambda prepared: outcome)
+    monkeypatch.setattr(search_lib, "summary_text", lambda directory, rows: "table")
+    return tuning_search, configs
+
+
+def test_tuning_search_runs_the_library_search_on_the_default_budget(
+    tmp_path, monkeypatch, capsys
+):
+    tuning_search, configs = _fake_tuning_search(monkeypatch, outcome=None)
+    argv = ["--trials=3", "--epochs=1", "--steps-per-epoch=2", "--eval-steps=1"]
+    assert tuning_search.main([*argv, f"--workdir={tmp_path}"]) == 1
+    assert "error: the tuner refused the project" in capsys.readouterr().err
+    (config,) = configs
+    assert (config.model, config.tuner, config.max_trials) == ("lenet5", "random", 3)
+    assert config.output == tmp_path / "search" and config.eval_steps == 1
+    options = config.options
+    assert (options.epochs, options.steps_per_epoch, options.batch_size) == (1, 2, 64)
+    assert options.seed == 0
+    assert config.arguments["command"].startswith(
+        "python -m tuning search --model lenet5 --tuner random --max-trials 3"
+    )
+
+
+def test_tuning_search_says_why_a_search_stopped(tmp_path, monkeypatch, capsys):
+    from tuning import search as search_lib
+
+    stopped = search_lib.Outcome([], None, "3 trials failed in a row.")
+    tuning_search, _ = _fake_tuning_search(monkeypatch, outcome=stopped)
+    assert tuning_search.main([f"--workdir={tmp_path}"]) == 1
+    captured = capsys.readouterr()
+    assert "table" in captured.out
+    assert "search stopped: 3 trials failed in a row." in captured.err
