@@ -367,6 +367,9 @@ def _run_metrics(tmp_path, name, *extra):
     return json.loads((output / "metrics.json").read_text())
 
 
+# slow (52 s): MirroredStrategy stays in the quick suite through test_batch_norm's
+# global-batch pass, test_optimizers' two-replica L2 and layers' mirrored subprocess.
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(fashion_mnist, tmp_path):
     single = _run_metrics(tmp_path, "single", "--batch-size", "32")
     mirrored = _run_metrics(
