@@ -248,16 +248,7 @@ def _run_search(args, output, command) -> int:
         )
         prepared = search_lib.prepare(config)
     outcome = search_lib.run(prepared)
-    print()
-    print(search_lib.summary_text(output, outcome.rows))
-    print(f"Search directory: {output}")
-    if outcome.failure:
-        raise search_lib.SearchError(outcome.failure)
-    if outcome.best is None:
-        raise search_lib.SearchError(
-            "no trial completed; see the trials' errors.log in "
-            f"{output / search_lib.TRIALS}."
-        )
+    search_lib.report(output, outcome)
     return 0
 
 

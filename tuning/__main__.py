@@ -191,16 +191,7 @@ def search(args) -> int:
     if outcome is None:
         print(f"worker {prepared.role.tuner_id} done; the chief writes the reports.")
         return 0
-    print()
-    print(search_lib.summary_text(config.output, outcome.rows))
-    print(f"Search directory: {config.output}")
-    if outcome.failure:
-        raise search_lib.SearchError(outcome.failure)
-    if outcome.best is None:
-        raise search_lib.SearchError(
-            "no trial completed; see the trials' errors.log in "
-            f"{config.output / search_lib.TRIALS}."
-        )
+    search_lib.report(config.output, outcome)
     return 0
 
 

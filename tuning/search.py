@@ -766,6 +766,21 @@ def format_table(rows) -> str:
     )
 
 
+def report(output, outcome: Outcome) -> None:
+    """Prints a finished search's trials table and directory; raises SearchError
+    when it stopped early or no trial completed (exit code 1 for the caller)."""
+    print()
+    print(summary_text(output, outcome.rows))
+    print(f"Search directory: {output}")
+    if outcome.failure:
+        raise SearchError(outcome.failure)
+    if outcome.best is None:
+        raise SearchError(
+            "no trial completed; see the trials' errors.log in "
+            f"{Path(output) / TRIALS}."
+        )
+
+
 def summary_text(directory, rows) -> str:
     """The table, the count by status and the best trial, for a person to read."""
     counts = {}
