@@ -216,6 +216,24 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def as_flags(**values) -> list[str]:
+    """Command-line words for ``values``, the inverse of parsing them:
+    ``as_flags(steps_per_epoch=2, model_option=["a=1", "b=2"], overwrite=True)`` ->
+    ``["--steps-per-epoch", "2", "--model-option", "a=1", "--model-option", "b=2",
+    "--overwrite"]``. ``None`` leaves a flag out, ``True`` gives it alone (a switch),
+    a list or tuple repeats it (an ``append`` flag)."""
+    words = []
+    for field, value in values.items():
+        if value is None:
+            continue
+        if value is True:
+            words.append(flag_name(field))
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            words += [flag_name(field), str(item)]
+    return words
+
+
 def add_training_flags(
     parser,
     *,

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from apps import cli
+
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODELS = [
     "lenet5",
@@ -52,29 +54,17 @@ def main(argv=None):
     rows, result = [], None
     for model in args.models:
         run_dir = Path(args.output_dir) / model
-        command = [
-            sys.executable,
-            "-m",
-            "apps.classify",
-            "train",
-            "--model",
-            model,
-            "--dataset",
-            "fashion_mnist",
-            "--epochs",
-            str(args.epochs),
-            "--steps-per-epoch",
-            str(args.steps_per_epoch),
-            "--batch-size",
-            str(args.batch_size),
-            "--recipe",
-            "none",  # one budget, the defaults: no recipes
-            "--seed",
-            "0",
-            "--output",
-            str(run_dir),
-            *MODEL_OPTIONS.get(model, []),
-        ]
+        command = [sys.executable, "-m", "apps.classify", "train", "--model", model]
+        command += cli.as_flags(
+            dataset="fashion_mnist",
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            recipe="none",  # one budget, the defaults: no recipes
+            seed=0,
+            output=run_dir,
+        )
+        command += MODEL_OPTIONS.get(model, [])
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from apps import cli
+
 RESULTS = Path(__file__).parent / "results"
 PROBE_IMAGES = 2000
 PROBE_BATCH = 250
@@ -65,35 +67,19 @@ def main(argv=None):
 
 
 def _train_command(args, momentum, run_dir):
-    return [
-        sys.executable,
-        "-m",
-        "apps.classify",
-        "train",
-        "--model",
-        args.model,
-        "--dataset",
-        "fashion_mnist",
-        "--model-option",
-        "small_inputs=True",
-        "--model-option",
-        f"batch_norm_momentum={momentum}",
-        "--bn-recalibration-steps",
-        "0",
-        "--epochs",
-        str(args.epochs),
-        "--steps-per-epoch",
-        str(args.steps_per_epoch),
-        "--batch-size",
-        str(args.batch_size),
-        "--recipe",
-        "none",  # the published figure: the defaults, no recipe
-        "--seed",
-        "0",
-        "--output",
-        str(run_dir),
-        "--overwrite",
-    ]
+    command = [sys.executable, "-m", "apps.classify", "train", "--model", args.model]
+    return command + cli.as_flags(
+        dataset="fashion_mnist",
+        model_option=["small_inputs=True", f"batch_norm_momentum={momentum}"],
+        bn_recalibration_steps=0,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        recipe="none",  # the published figure: the defaults, no recipe
+        seed=0,
+        output=run_dir,
+        overwrite=True,
+    )
 
 
 def _measure(model_path, args) -> dict:

@@ -59,23 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from apps import cli
+
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tuning-bench-") as temporary:
         workdir = Path(args.workdir or temporary)
-        budget = [
-            "--dataset",
-            args.dataset,
-            "--epochs",
-            str(args.epochs),
-            "--steps-per-epoch",
-            str(args.steps_per_epoch),
-            "--batch-size",
-            str(args.batch_size),
-            "--seed",
-            str(args.seed),
-        ]
-        if args.eval_steps:
-            budget += ["--eval-steps", str(args.eval_steps)]
+        budget = cli.as_flags(**_budget(args))
         default_argv = ["train", "--model", args.model, *budget]
         default_argv += ["--output", str(workdir / "default")]
         search_argv = ["search", "--model", args.model, "--tuner", args.tuner]
@@ -188,6 +177,19 @@ def _git_commit() -> str | None:
     return f"{commit}+changes" if commit and dirty else commit or None
 
 
+def _budget(args) -> dict:
+    """The training budget both sides share (the search's flags, the default's
+    configuration)."""
+    return {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "eval_steps": args.eval_steps or None,
+    }
+
+
 def _train_default(job) -> int:
     """What `default_command` runs: the classification task's train with the
     model's recipe and the search's budget."""
@@ -195,13 +197,7 @@ def _train_default(job) -> int:
 
     args, run_dir = job
     config, options, sources = classification.configure(
-        model=args.model,
-        dataset=args.dataset,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        eval_steps=args.eval_steps or None,
+        model=args.model, **_budget(args)
     )
     classification.train(config, options, run_dir, recipe=sources)
     return 0

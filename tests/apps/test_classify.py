@@ -7,23 +7,13 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from tiny import tiny_flags
 
 import apps
 from apps import classify
 from apps.tasks import classification
 
-TINY = [
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "3",
-    "--eval-steps",
-    "2",
-    "--batch-size",
-    "16",
-    "--seed",
-    "0",
-]
+TINY = tiny_flags(dataset=None, epochs=2, steps_per_epoch=3, eval_steps=2)
 
 
 def _train(output, *extra):
@@ -343,26 +333,9 @@ def _cli(*args):
 
 def _run_metrics(tmp_path, name, *extra):
     output = tmp_path / name
-    command = _cli(
-        "train",
-        "--model",
-        "lenet5",
-        "--dataset",
-        "fashion_mnist",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "4",
-        "--eval-steps",
-        "1",
-        "--seed",
-        "0",
-        "--validation-split",
-        "0",
-        "--output",
-        str(output),
-        *extra,
-    )
+    flags = tiny_flags(steps_per_epoch=4, batch_size=None, validation_split=0)
+    command = _cli("train", "--model", "lenet5", *flags, "--output", str(output))
+    command += extra
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     return json.loads((output / "metrics.json").read_text())
 

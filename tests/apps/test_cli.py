@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apps import cli
+from apps import classify, cli
 
 COMMANDS = {
     "apps.classify": "apps.classify",
@@ -181,3 +181,23 @@ def test_every_training_command_has_the_shared_flags():
         missing = {cli.flag_name(f) for f in cli.SHARED_TRAINING_FLAGS} - flags
         assert not missing, (module.__name__, missing)
         assert "--overwrite" in flags
+
+
+def test_as_flags_gives_the_words_that_parse_back():
+    words = cli.as_flags(
+        steps_per_epoch=2, model_option=["a=1", "b=2"], overwrite=True, seed=None
+    )
+    assert words == [
+        "--steps-per-epoch",
+        "2",
+        "--model-option",
+        "a=1",
+        "--model-option",
+        "b=2",
+        "--overwrite",
+    ]
+    parser = classify.build_parser()
+    train = ["train", "--model", "lenet5", "--dataset", "mnist", "--output", "x"]
+    args = parser.parse_args([*train, *words])
+    assert (args.steps_per_epoch, args.model_option) == (2, ["a=1", "b=2"])
+    assert args.overwrite is True

@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from tiny import tiny_flags
 
 EPOCHS, STEPS = 3, 10
 # A small ResNet: convolutions, Dropout's seed generator and BatchNorm, whose
@@ -213,24 +214,8 @@ def _free_ports(count):
 
 
 def test_two_workers_match_one_process(fashion_mnist, tmp_path):
-    common = [
-        "--model",
-        "lenet5",
-        "--dataset",
-        "fashion_mnist",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "6",
-        "--eval-steps",
-        "1",
-        "--seed",
-        "0",
-        "--validation-split",
-        "0",
-        "--batch-size",
-        "16",
-    ]
+    run = {"steps_per_epoch": 6, "validation_split": 0}
+    common = ["--model", "lenet5", *tiny_flags(**run)]
     cluster = [f"localhost:{port}" for port in _free_ports(2)]
     workers = []
     for index in range(2):
@@ -270,8 +255,9 @@ def test_two_workers_match_one_process(fashion_mnist, tmp_path):
             "-m",
             "apps.classify",
             "train",
-            *common[:-1],
-            "32",
+            "--model",
+            "lenet5",
+            *tiny_flags(**run, batch_size=32),  # the global batch of the two
             "--output",
             str(single),
         ],

@@ -15,34 +15,13 @@ import sys
 import threading
 
 import pytest
+from tiny import tiny_flags
 
 from tuning import search as search_lib
 from tuning.__main__ import main
 
-SEARCH = [
-    sys.executable,
-    "-m",
-    "tuning",
-    "search",
-    "--model",
-    "mlp",
-    "--dataset",
-    "fashion_mnist",
-    "--validation-split",
-    "0.9",
-    "--max-trials",
-    "2",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--eval-steps",
-    "1",
-    "--batch-size",
-    "16",
-    "--seed",
-    "0",
-]
+SEARCH = [sys.executable, "-m", "tuning", "search", "--model", "mlp"]
+SEARCH += tiny_flags(validation_split=0.9, max_trials=2)
 
 
 def _free_port():

@@ -17,31 +17,12 @@ import sys
 import time
 
 import pytest
+from tiny import tiny_flags
 
 EPOCHS = 2
-COMMAND = [
-    sys.executable,
-    "-m",
-    "tuning",
-    "search",
-    "--model",
-    "mlp",
-    "--dataset",
-    "fashion_mnist",
-    # A small training share: each process reads its split into memory.
-    "--validation-split",
-    "0.9",
-    "--epochs",
-    str(EPOCHS),
-    "--steps-per-epoch",
-    "2",
-    "--eval-steps",
-    "1",
-    "--batch-size",
-    "16",
-    "--seed",
-    "0",
-]
+COMMAND = [sys.executable, "-m", "tuning", "search", "--model", "mlp"]
+# A small training share: each process reads its split into memory.
+COMMAND += tiny_flags(validation_split=0.9, epochs=EPOCHS)
 PHASES = ("created", "epoch saved", "finished")
 
 

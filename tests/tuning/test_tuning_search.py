@@ -6,25 +6,13 @@ import json
 import keras
 import numpy as np
 import pytest
+from tiny import tiny_flags
 
 from tuning import hypermodels
 from tuning import search as search_lib
 from tuning.__main__ import main
 
-TINY = [
-    "--dataset",
-    "fashion_mnist",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "2",
-    "--eval-steps",
-    "1",
-    "--batch-size",
-    "16",
-    "--seed",
-    "0",
-]
+TINY = tiny_flags(epochs=2)
 
 
 def _search(output, *extra, model="mlp", trials=2):

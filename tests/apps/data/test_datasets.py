@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core import constants as tfds_constants
+from tiny import tiny_flags
 
 import apps
 from apps import classify
@@ -241,27 +242,8 @@ def test_seeded_training_run_is_the_same_when_it_prepares_the_dataset(
     hashes = []
     for run in ("first", "second"):  # the first one prepares fashion_mnist
         output = tmp_path / run
-        argv = [
-            "train",
-            "--model",
-            "lenet5",
-            "--dataset",
-            "fashion_mnist",
-            "--augment",
-            "flip",
-            "--epochs",
-            "1",
-            "--steps-per-epoch",
-            "2",
-            "--eval-steps",
-            "1",
-            "--batch-size",
-            "16",
-            "--seed",
-            "0",
-            "--output",
-            str(output),
-        ]
+        argv = ["train", "--model", "lenet5", *tiny_flags(augment="flip")]
+        argv += ["--output", str(output)]
         assert classify.main(argv) == 0
         model = keras.models.load_model(output / "model.keras", compile=False)
         hashes.append(_weights_sha256(model))

@@ -9,6 +9,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
+from tiny import tiny_flags
 
 import apps
 import apps.sequence  # noqa: F401  (registers the sequence models)
@@ -110,29 +111,8 @@ def test_bad_options(name, options, message):
 
 
 def test_classify_trains_an_lstm_on_fashion_mnist(fashion_mnist, tmp_path, capsys):
-    argv = [
-        "train",
-        "--model",
-        "lstm",
-        "--model-option",
-        "units=16",
-        "--dataset",
-        "fashion_mnist",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "2",
-        "--eval-steps",
-        "1",
-        "--batch-size",
-        "16",
-        "--validation-split",
-        "0",
-        "--seed",
-        "0",
-        "--output",
-        str(tmp_path),
-    ]
+    argv = ["train", "--model", "lstm", "--model-option", "units=16"]
+    argv += tiny_flags(validation_split=0, output=tmp_path)
     assert classify.main(argv) == 0
     assert "lstm on fashion_mnist: test accuracy" in capsys.readouterr().out
     assert (tmp_path / "metrics.json").exists()
