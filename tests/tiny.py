@@ -24,3 +24,17 @@ def tiny_flags(**overrides) -> list[str]:
     """The tiny run's flags, with ``overrides`` (a value of None drops a flag; see
     :func:`apps.cli.as_flags` for switches and repeated flags)."""
     return as_flags(**{**TINY, **overrides})
+
+
+def preprocessing_spec(class_names) -> dict:
+    """The preprocessing.json of a LeNet-5 trained on Fashion-MNIST, for the tests
+    that export a model built (not trained) in the test."""
+    return {
+        "input_shape": [28, 28, 1],
+        "channels": 1,
+        "resize_mode": "resize",
+        "normalization": "unit",
+        "class_names": class_names,
+        "dataset": "fashion_mnist",
+        "model": "lenet5",
+    }

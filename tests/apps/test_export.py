@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import preprocessing_spec
 
 import apps
 from apps import classify, export
@@ -31,15 +32,7 @@ CLASS_NAMES = [
     "Bag",
     "Ankle boot",
 ]
-SPEC = {
-    "input_shape": [28, 28, 1],
-    "channels": 1,
-    "resize_mode": "resize",
-    "normalization": "unit",
-    "class_names": CLASS_NAMES,
-    "dataset": "fashion_mnist",
-    "model": "lenet5",
-}
+SPEC = preprocessing_spec(CLASS_NAMES)
 DENYLIST = {"ReadFile", "WriteFile", "PrintV2"}  # saved_model_cli's default
 TOP_K = 5
 # Shapes as `saved_model_cli show` prints them; -1 is the dynamic batch dimension.

@@ -11,6 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from tiny import preprocessing_spec
 
 import apps
 from apps import classify, cli, export, generate, translate
@@ -21,15 +22,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")
 
 CLASS_NAMES = [f"class {i}" for i in range(10)]
-SPEC = {
-    "input_shape": [28, 28, 1],
-    "channels": 1,
-    "resize_mode": "resize",
-    "normalization": "unit",
-    "class_names": CLASS_NAMES,
-    "dataset": "fashion_mnist",
-    "model": "lenet5",
-}
+SPEC = preprocessing_spec(CLASS_NAMES)
 FEW = ["--verify-examples", "16"]  # keeps the runtimes' share of the tests small
 
 # Exports, then stalls where the staged file is verified, until it is SIGKILLed.
