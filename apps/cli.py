@@ -221,7 +221,8 @@ def as_flags(**values) -> list[str]:
     ``as_flags(steps_per_epoch=2, model_option=["a=1", "b=2"], overwrite=True)`` ->
     ``["--steps-per-epoch", "2", "--model-option", "a=1", "--model-option", "b=2",
     "--overwrite"]``. ``None`` leaves a flag out, ``True`` gives it alone (a switch),
-    a list or tuple repeats it (an ``append`` flag)."""
+    a list or tuple repeats it (an ``append`` flag); ``False`` is the word ``False``
+    (for a flag that parses a boolean: leave a switch out with ``None``)."""
     words = []
     for field, value in values.items():
         if value is None:

@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-from apps import cli
-
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODELS = [
     "lenet5",
@@ -50,6 +48,7 @@ def main(argv=None):
     parser.add_argument("--output-dir", default="runs/architectures")
     parser.add_argument("--output", default=str(RESULTS / "architectures.json"))
     args = parser.parse_args(argv)
+    from apps import cli  # loads TensorFlow: after --help and a bad flag
 
     rows, result = [], None
     for model in args.models:

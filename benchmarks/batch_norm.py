@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-from apps import cli
-
 RESULTS = Path(__file__).parent / "results"
 PROBE_IMAGES = 2000
 PROBE_BATCH = 250
@@ -67,6 +65,8 @@ def main(argv=None):
 
 
 def _train_command(args, momentum, run_dir):
+    from apps import cli  # loads TensorFlow: after --help and a bad flag
+
     command = [sys.executable, "-m", "apps.classify", "train", "--model", args.model]
     return command + cli.as_flags(
         dataset="fashion_mnist",

@@ -226,12 +226,16 @@ def _budget(recipe, args) -> dict:
 
 
 def _command(name, seed, run_dir, budget) -> list[str]:
+    from apps import cli
+
     command = [sys.executable, "-m", "apps.classify", "train", "--model", name]
-    command += ["--dataset", "fashion_mnist", "--seed", str(seed)]
-    command += ["--output", str(run_dir), "--epochs", str(budget["epochs"])]
-    if budget["steps_per_epoch"]:
-        command += ["--steps-per-epoch", str(budget["steps_per_epoch"])]
-    return command
+    return command + cli.as_flags(
+        dataset="fashion_mnist",
+        seed=seed,
+        output=run_dir,
+        epochs=budget["epochs"],
+        steps_per_epoch=budget["steps_per_epoch"] or None,
+    )
 
 
 def _train(command, run_dir) -> dict | None:
