@@ -45,6 +45,12 @@ Later ideas as options: ``batch_norm=True`` (Inception v2, Ioffe & Szegedy 2015:
 batch normalisation after every convolution, no LRN) and ``factorized=True``
 (Inception v3, Szegedy et al. 2016: each 5x5 becomes two 3x3) or
 ``factorized="asymmetric"`` (also every 3x3 becomes 1x3 then 3x1).
+
+Departure in the training recipe (not in the builder, whose default stays v1):
+``python -m apps.classify train --model googlenet`` trains ``batch_norm=True``,
+because plain v1 trained from scratch with Adam sat at chance for its first epoch on
+Fashion-MNIST (the paper trained for days with SGD and a schedule; ``--model-option
+batch_norm=False`` gives v1 back).
 """
 
 import keras
@@ -93,9 +99,13 @@ RECIPES = {
         epochs=30,
         learning_rate=1e-3,
         augment="flip",
-        cpu_budget={"epochs": 2, "steps_per_epoch": 350},
+        model_options={"batch_norm": True},
+        cpu_budget={"epochs": 3, "steps_per_epoch": 300},
         input="28x28 upsampled to 65x65 in the model (layer resize), so that the "
         "auxiliary heads fit",
+        chosen_by="provisional; v1 without BatchNorm sat at chance (10 %) for its "
+        "first 350 steps and reached 61.56 % after 2x350 (zoo at 3c46182), so the "
+        "recipe trains the v2 variant (batch_norm=True)",
     ),
 }
 

@@ -188,7 +188,11 @@ def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatc
     assert zoo.main(argv) == 0
     (row,) = json.loads((tmp_path / "zoo.json").read_text())["rows"]
     assert row["seeds"] == 1 and row["over_cpu_budget"]
-    assert commands[0][-4:] == ["--epochs", "2", "--steps-per-epoch", "200"]
+    import apps
+
+    budget = apps.get_model_info("resnet18").recipe.cpu_budget
+    expected = ["--epochs", str(budget["epochs"])]
+    assert commands[0][-4:] == [*expected, "--steps-per-epoch", "200"]
 
 
 def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
