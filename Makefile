@@ -4,6 +4,9 @@
 #   make bench  install with the benchmark extras, then run the benchmarks
 PYTHON ?= python3
 RUN ?= runs/lenet5
+# Test workers (pytest-xdist): two suit the 2-core machines CI and we use; each test
+# module runs whole on one worker (--dist loadfile), so its fixtures are made once.
+JOBS ?= 2
 
 .PHONY: install test test-all demo bench
 
@@ -11,10 +14,10 @@ install:
 	bash scripts/install.sh
 
 test: install
-	$(PYTHON) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+	$(PYTHON) -m pytest -q -m "not slow" -n $(JOBS) --dist loadfile; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-all: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(JOBS) --dist loadfile
 
 demo: install
 	$(PYTHON) -m apps.classify train --model lenet5 --dataset fashion_mnist \
