@@ -1,4 +1,5 @@
-"""Building blocks shared by the GAN builders: SAGAN self-attention and maxout."""
+"""Building blocks shared by the GAN builders: SAGAN self-attention, maxout and the
+conditional GANs' label input."""
 
 from __future__ import annotations
 
@@ -96,3 +97,15 @@ def maxout(x, units, pieces, name):
     x = kl.Reshape((units, pieces), name=f"{name}_pieces")(x)
     x = kl.Permute((2, 1), name=f"{name}_permute")(x)
     return kl.GlobalMaxPooling1D(name=name)(x)
+
+
+def with_label(x, inputs: list, classes, label_dim: int, name: str):
+    """Mirza & Osindero's conditioning of a flat tensor: with ``classes``, appends an
+    int32 ``label`` input to ``inputs`` and returns ``x`` concatenated with the
+    label's embedding (``label_dim`` wide; layer ``name``); else ``x`` unchanged."""
+    if classes is None:
+        return x
+    label = keras.Input((), dtype="int32", name="label")
+    embedded = kl.Embedding(classes, label_dim, name="label_embedding")(label)
+    inputs.append(label)
+    return kl.Concatenate(name=name)([x, embedded])

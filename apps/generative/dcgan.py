@@ -41,7 +41,7 @@ import keras
 from keras import layers as kl
 
 import layers
-from apps.generative.blocks import SelfAttention2D
+from apps.generative.blocks import SelfAttention2D, with_label
 from apps.generative.gan import GAN
 from apps.registry import register_model
 from apps.vision import blocks
@@ -148,12 +148,8 @@ def dcgan_generator(
     blocks.check_bool("sync_batchnorm", sync_batchnorm)
 
     z = keras.Input((latent_dim,), name="z")
-    inputs, x = [z], z
-    if classes is not None:
-        label = keras.Input((), dtype="int32", name="label")
-        embedded = kl.Embedding(classes, label_dim, name="label_embedding")(label)
-        x = kl.Concatenate(name="z_and_label")([z, embedded])
-        inputs.append(label)
+    inputs = [z]
+    x = with_label(z, inputs, classes, label_dim, "z_and_label")
 
     # Project and reshape
     filters = width * 2 ** (stages - 1)

@@ -20,7 +20,7 @@ import math
 import keras
 from keras import layers as kl
 
-from apps.generative.blocks import maxout
+from apps.generative.blocks import maxout, with_label
 from apps.generative.gan import GAN
 from apps.registry import register_model
 from apps.vision import blocks
@@ -71,12 +71,8 @@ def mlp_generator(
     blocks.check_positive_int("label_dim", label_dim)
 
     z = keras.Input((latent_dim,), name="z")
-    inputs, x = [z], z
-    if classes is not None:
-        label = keras.Input((), dtype="int32", name="label")
-        embedded = kl.Embedding(classes, label_dim, name="label_embedding")(label)
-        x = kl.Concatenate(name="z_and_label")([z, embedded])
-        inputs.append(label)
+    inputs = [z]
+    x = with_label(z, inputs, classes, label_dim, "z_and_label")
 
     # Hidden layers
     for index, units in enumerate(hidden_units, start=1):
@@ -121,11 +117,7 @@ def mlp_discriminator(
     image = keras.Input(input_shape, name="image")
     inputs = [image]
     x = kl.Flatten(name="flatten")(image)
-    if classes is not None:
-        label = keras.Input((), dtype="int32", name="label")
-        embedded = kl.Embedding(classes, label_dim, name="label_embedding")(label)
-        x = kl.Concatenate(name="image_and_label")([x, embedded])
-        inputs.append(label)
+    x = with_label(x, inputs, classes, label_dim, "image_and_label")
     x = kl.Dropout(input_dropout, name="input_dropout")(x)
 
     # Hidden layers

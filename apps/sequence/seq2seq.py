@@ -132,27 +132,28 @@ class BahdanauDecoder(kl.Layer):
         }
 
 
-def _check(
-    source_alphabet,
-    target_alphabet,
-    max_source_length,
-    max_target_length,
-    embedding_dim,
-    units,
-    dropout,
-    name,
-):
-    resolved = _common.check_translation(
-        source_alphabet=source_alphabet,
-        target_alphabet=target_alphabet,
-        max_source_length=max_source_length,
-        max_target_length=max_target_length,
-        name=name,
+def _encoder_inputs(*, embedding_dim, units, dropout, **translation):
+    """Validates the arguments both translators take, then makes their common
+    front: the model inputs, the embedded source, its padding mask, the decoder's
+    input ids and the target vocabulary size (the alphabet + START and END)."""
+    source_alphabet, target_alphabet, *lengths = _common.check_translation(
+        **translation
     )
     _common.check_positive_int("embedding_dim", embedding_dim)
     _common.check_positive_int("units", units)
     _common.check_rate("dropout", dropout)
-    return resolved
+    inputs, source_ids, decoder_ids = text.translation_inputs(
+        source_alphabet, target_alphabet, *lengths
+    )
+    source_mask = text.PaddingMask(name="source_mask")(source_ids)
+    source = kl.Embedding(
+        text.vocabulary_size(source_alphabet),
+        embedding_dim,
+        mask_zero=True,
+        name="source_embedding",
+    )(source_ids)
+    target_size = text.vocabulary_size(target_alphabet) + 2
+    return inputs, source, source_mask, decoder_ids, target_size
 
 
 @register_model(
@@ -191,31 +192,21 @@ def attention(
         An uncompiled ``keras.Model`` from ``{"source", "target"}`` strings to logits
         ``(B, max_target_length + 1, len(target_alphabet) + 4)``.
     """
-    source_alphabet, target_alphabet, max_source_length, max_target_length = _check(
-        source_alphabet,
-        target_alphabet,
-        max_source_length,
-        max_target_length,
-        embedding_dim,
-        units,
-        dropout,
-        name,
-    )
     if attention_units is None:
         attention_units = units
     _common.check_positive_int("attention_units", attention_units)
-    source_size = text.vocabulary_size(source_alphabet)
-    target_size = text.vocabulary_size(target_alphabet) + 2  # START and END
-
-    inputs, source_ids, decoder_ids = text.translation_inputs(
-        source_alphabet, target_alphabet, max_source_length, max_target_length
+    inputs, x, source_mask, decoder_ids, target_size = _encoder_inputs(
+        source_alphabet=source_alphabet,
+        target_alphabet=target_alphabet,
+        max_source_length=max_source_length,
+        max_target_length=max_target_length,
+        embedding_dim=embedding_dim,
+        units=units,
+        dropout=dropout,
+        name=name,
     )
-    source_mask = text.PaddingMask(name="source_mask")(source_ids)
 
     # Encoder
-    x = kl.Embedding(
-        source_size, embedding_dim, mask_zero=True, name="source_embedding"
-    )(source_ids)
     memory, _, backward_state = kl.Bidirectional(
         kl.GRU(units, return_sequences=True, return_state=True), name="encoder"
     )(x)
@@ -271,28 +262,18 @@ def luong(
         An uncompiled ``keras.Model`` from ``{"source", "target"}`` strings to logits
         ``(B, max_target_length + 1, len(target_alphabet) + 4)``.
     """
-    source_alphabet, target_alphabet, max_source_length, max_target_length = _check(
-        source_alphabet,
-        target_alphabet,
-        max_source_length,
-        max_target_length,
-        embedding_dim,
-        units,
-        dropout,
-        name,
+    inputs, x, source_mask, decoder_ids, target_size = _encoder_inputs(
+        source_alphabet=source_alphabet,
+        target_alphabet=target_alphabet,
+        max_source_length=max_source_length,
+        max_target_length=max_target_length,
+        embedding_dim=embedding_dim,
+        units=units,
+        dropout=dropout,
+        name=name,
     )
-    source_size = text.vocabulary_size(source_alphabet)
-    target_size = text.vocabulary_size(target_alphabet) + 2
-
-    inputs, source_ids, decoder_ids = text.translation_inputs(
-        source_alphabet, target_alphabet, max_source_length, max_target_length
-    )
-    source_mask = text.PaddingMask(name="source_mask")(source_ids)
 
     # Encoder
-    x = kl.Embedding(
-        source_size, embedding_dim, mask_zero=True, name="source_embedding"
-    )(source_ids)
     memory, state_h, state_c = kl.LSTM(
         units, return_sequences=True, return_state=True, name="encoder"
     )(x)
