@@ -28,7 +28,7 @@ import os
 import shutil
 from pathlib import Path
 
-from apps.cli import UsageError
+from apps.errors import UsageError
 
 RECORD = "run.json"
 FINISHED = "metrics.json"

@@ -65,7 +65,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps import export as exporter
-from apps.cli import one_line
+from apps.errors import one_line
 from apps.export import ExportError
 
 FORMATS = ("saved_model", "onnx", "litert")

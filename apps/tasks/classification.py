@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from apps.cli import (
+from apps.errors import (
     LIST_MODELS,
     BadFileError,
     UsageError,

@@ -25,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from apps.cli import UsageError, bad_input, check_builder_options
+from apps.errors import UsageError, bad_input, check_builder_options
 from apps.options import TrainOptions
 
 COMMAND = "apps.generate train"  # the run directory's owner (run.json)
@@ -210,7 +210,7 @@ def _plan(config, options, resumed_dir) -> _Plan:
 def _check_options(config, options) -> None:
     """Refuses training options the GAN cannot honour (a library caller's; the
     command line refuses its flags itself)."""
-    from apps.cli import flag_name
+    from apps.errors import flag_name
 
     for field, reason in UNSUPPORTED.items():
         if getattr(options, field):
@@ -541,7 +541,7 @@ def _per_epoch(history, records) -> list[dict]:
 
 def load_gan(model_path):
     """Loads a GAN saved by `train` (model.keras or best.keras)."""
-    from apps import cli
+    from apps import errors
     from apps.generative.gan import GAN
 
     path = Path(model_path)
@@ -550,7 +550,7 @@ def load_gan(model_path):
             f"--model-path {path} does not exist; point it at the model.keras of "
             "a `python -m apps.generate train` run."
         )
-    model = cli.load_model_file(path)
+    model = errors.load_model_file(path)
     if not isinstance(model, GAN):
         raise UsageError(
             f"{path} holds a {type(model).__name__}, not a GAN from "

@@ -3,7 +3,7 @@ size before they are decoded."""
 
 from __future__ import annotations
 
-from apps.cli import UsageError, one_line
+from apps.errors import UsageError, one_line
 
 SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 

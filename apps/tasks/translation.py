@@ -27,7 +27,7 @@ import os
 import time
 from pathlib import Path
 
-from apps.cli import UsageError, bad_input, check_builder_options, flag_name
+from apps.errors import UsageError, bad_input, check_builder_options, flag_name
 from apps.options import TrainOptions
 
 COMMAND = "apps.translate train"  # the run directory's owner (run.json)
@@ -384,7 +384,7 @@ def plot_attention(model, sample, path):
 def load_translator(model_path):
     """Loads a translator from a run directory (its model.keras) or a .keras file."""
     import apps.sequence  # noqa: F401  (registers our layers for deserialisation)
-    from apps import cli
+    from apps import errors
 
     path = Path(model_path)
     if path.is_dir():
@@ -394,7 +394,7 @@ def load_translator(model_path):
             f"--model-path {model_path} holds no model: point it at the run directory "
             "of `python -m apps.translate train` or at a .keras file."
         )
-    model = cli.load_model_file(path, compile=False)
+    model = errors.load_model_file(path, compile=False)
     try:
         model.get_layer("source_vectorizer")
         model.get_layer("target_vectorizer")
