@@ -160,27 +160,29 @@ def test_training_flags_take_the_commands_defaults_and_refuse_the_unsupported():
         cli.train_options(parser.parse_args(["--batch-size", "0"]))
 
 
-def test_every_training_command_has_the_shared_flags():
-    import tuning.__main__ as tuning_main
-    from apps import classify, generate, translate
-
-    for module, command in (
-        (classify, "train"),
-        (generate, "train"),
-        (translate, "train"),
-        (tuning_main, "search"),
-    ):
-        parser = next(
-            p
-            for p in cli.all_parsers(module.build_parser())
-            if p.prog.endswith(command)
-        )
-        flags = {
-            option for action in parser._actions for option in action.option_strings
-        }
-        missing = {cli.flag_name(f) for f in cli.SHARED_TRAINING_FLAGS} - flags
-        assert not missing, (module.__name__, missing)
-        assert "--overwrite" in flags
+@pytest.mark.parametrize(
+    "module, command, own_flag",
+    [
+        ("apps.classify", "train", "--warmup-epochs"),
+        ("apps.generate", "train", "one-sided: real target 1 - s"),
+        ("apps.translate", "train", "--label-smoothing"),
+        ("tuning.__main__", "search", "--max-trials"),
+    ],
+)
+def test_every_training_command_has_the_shared_flags(module, command, own_flag, capsys):
+    """Each command's parser takes the shared flags, and its --help lists them."""
+    module = importlib.import_module(module)
+    parser = next(
+        p for p in cli.all_parsers(module.build_parser()) if p.prog.endswith(command)
+    )
+    flags = {option for action in parser._actions for option in action.option_strings}
+    shared = [cli.flag_name(field) for field in cli.SHARED_TRAINING_FLAGS]
+    assert not set(shared) - flags and "--overwrite" in flags
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert [flag for flag in shared if flag not in text] == [] and own_flag in text
 
 
 def test_as_flags_gives_the_words_that_parse_back():

@@ -213,19 +213,6 @@ def test_bad_arguments_are_exit_code_2(trained_run, tmp_path, capsys, argv, mess
     assert not (tmp_path / "new").exists()
 
 
-def test_train_help_lists_every_shared_training_flag(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        translate.main(["train", "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    missing = [
-        cli.flag_name(field)
-        for field in cli.SHARED_TRAINING_FLAGS
-        if cli.flag_name(field) not in text
-    ]
-    assert missing == [] and "--label-smoothing" in text
-
-
 def test_export_serves_strings_and_refuses_bad_input(trained_run, tmp_path, capsys):
     argv = [
         "export",

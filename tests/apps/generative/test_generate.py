@@ -515,19 +515,6 @@ def test_a_conditional_run_labels_its_grids_and_logs_only_real_columns(
     assert not np.array_equal(_header(named), _header(numbered))
 
 
-def test_train_help_lists_every_shared_training_flag(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        generate.main(["train", "--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    missing = [
-        cli.flag_name(field)
-        for field in cli.SHARED_TRAINING_FLAGS
-        if cli.flag_name(field) not in text
-    ]
-    assert missing == [] and "one-sided: real target 1 - s" in text
-
-
 def _options(*flags):
     """The TrainOptions `generate train` makes of `flags`."""
     argv = ["train", "--model", "dcgan", "--dataset", "d", "--output", "o", *flags]
