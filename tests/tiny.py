@@ -8,6 +8,8 @@ run every stage of a command (data, build, fit, evaluate, save) in seconds.
 (tests/ is on ``sys.path`` because it holds the root conftest.py.)
 """
 
+import json
+
 from apps.cli import as_flags
 
 TINY = {
@@ -38,3 +40,16 @@ def preprocessing_spec(class_names) -> dict:
         "dataset": "fashion_mnist",
         "model": "lenet5",
     }
+
+
+def finished_run(run_dir, files: str, metric_keys: str) -> dict:
+    """Checks a finished run directory: every one of ``files`` (space-separated paths)
+    is there, no resumable state is left, and metrics.json has every one of
+    ``metric_keys``; returns the metrics."""
+    missing = [name for name in files.split() if not (run_dir / name).is_file()]
+    assert missing == [], f"{run_dir} lacks {missing}"
+    assert not (run_dir / "state").exists()  # a finished run keeps no state
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    absent = [key for key in metric_keys.split() if key not in metrics]
+    assert absent == [], f"metrics.json lacks {absent}"
+    return metrics
