@@ -1,14 +1,12 @@
 """The BatchNorm statistics pass (apps.batch_norm) and the builders' BN momentum."""
 
-import json
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from fresh import run_script
 from keras import layers as kl
 
 import apps
@@ -155,14 +153,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
 
 def test_mirrored_pass_uses_the_global_batch():
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(MIRRORED_SCRIPT)
     assert result["replicas"] == 2
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
     np.testing.assert_allclose(

@@ -1,13 +1,11 @@
 """Weight decay as each optimiser's paper meant it (apps.optimizers)."""
 
-import json
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from fresh import run_script
 
 import apps
 from apps import optimizers, training
@@ -136,14 +134,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
 
 def test_l2_penalty_counts_once_on_two_replicas():
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(MIRRORED_SCRIPT)
     mirrored, single = np.array(result["mirrored"]), np.array(result["single"])
     # Float32 reductions in another order differ by ~1e-5; a penalty counted per
     # replica (what the doubled decay gives) differs by 100x that.

@@ -143,6 +143,16 @@ def _killed_and_resumed(tmp_path, seed, damage=None, *extra):
     return _weights_digest(output)
 
 
+def _rerun_is_exact(output, reference):
+    """Re-runs the killed run to its end: the uninterrupted run's weights and
+    BatchNorm statistics, its iterations, and no state left behind."""
+    assert "BatchNorm statistics recomputed over 20 training batches" in _run(output)
+    assert not (output / "state").exists()
+    digest, iterations = _weights_digest(output)
+    assert iterations == EPOCHS * STEPS
+    assert digest == reference[0]
+
+
 def test_sigkill_at_an_epoch_end_with_a_damaged_state_is_exact(reference, tmp_path):
     """The suite's quick case (3 processes): killed at an epoch's end, its latest
     state's npz truncated; the re-run goes back to the state before it and ends with
@@ -151,11 +161,7 @@ def test_sigkill_at_an_epoch_end_with_a_damaged_state_is_exact(reference, tmp_pa
     output = tmp_path / "killed"
     _kill_after_snapshot(output, 10)
     _damage_latest(output, ".npz")
-    assert "BatchNorm statistics recomputed over 20 training batches" in _run(output)
-    assert not (output / "state").exists()
-    digest, iterations = _weights_digest(output)
-    assert iterations == EPOCHS * STEPS
-    assert digest == reference[0]
+    _rerun_is_exact(output, reference)
 
 
 @pytest.mark.slow
@@ -171,11 +177,7 @@ def test_three_sigkills_then_rerun_gives_identical_weights(reference, tmp_path):
         _kill_after_snapshot(output, target)
         if damage:
             _damage_latest(output, damage)
-    assert "BatchNorm statistics recomputed over 20 training batches" in _run(output)
-    assert not (output / "state").exists()
-    digest, iterations = _weights_digest(output)
-    assert iterations == EPOCHS * STEPS
-    assert digest == reference[0]
+    _rerun_is_exact(output, reference)
 
 
 @pytest.mark.slow
