@@ -23,6 +23,13 @@ else:
     _DATA_DIR, _OWNER = tempfile.mkdtemp(prefix="tfds-tests-"), True
     os.environ[_SHARED] = _DATA_DIR
 os.environ["TFDS_DATA_DIR"] = _DATA_DIR
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # The workers share the cores: each runs an op on its share of them (TensorFlow's
+    # intra-op pool defaults to every core, so two workers oversubscribed a 2-core
+    # machine). Commands a test starts inherit it. The inter-op pool stays: replicas
+    # of a MirroredStrategy step must run side by side.
+    _SHARE = max(1, os.cpu_count() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(_SHARE))
 
 import pytest  # noqa: E402
 

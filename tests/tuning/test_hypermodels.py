@@ -11,7 +11,7 @@ from tuning import hypermodels
 INPUT_SHAPE, CLASSES = (28, 28, 1), 10
 # Fixed options that keep the big families light on a CPU.
 LIGHT = {"vgg": {"fc_units": 32}}
-SAMPLES = 2
+SAMPLES = 1  # a sampled set per family, beside the defaults (10 families)
 
 
 def _hypermodel(name, **kwargs):
