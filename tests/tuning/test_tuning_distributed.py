@@ -62,6 +62,10 @@ def _start_chief(port, output, monkeypatch):
     return chief, result
 
 
+# Slow (3 processes, ~37 s of a worker): the quick suite keeps the chief's protocol
+# in-process (test_oracles: serving, stopping after the last worker, trials finished
+# across a chief restart) and the multi-process search in test_tuning_resume.
+@pytest.mark.slow
 def test_a_chief_and_two_workers_share_one_search(fashion_mnist, tmp_path, monkeypatch):
     port = _free_port()
     chief, result = _start_chief(port, tmp_path, monkeypatch)

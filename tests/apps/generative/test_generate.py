@@ -152,6 +152,10 @@ class _Killed(Exception):
     pass
 
 
+# Slow (three GAN trainings, ~45 s of a worker): the quick suite keeps the loop's
+# exact resumption (test_loop) and the GAN's saved optimisers and objective
+# (test_gan's save-and-load test).
+@pytest.mark.slow
 def test_killed_run_resumes_bitwise(fashion_mnist, tmp_path, monkeypatch):
     """N steps straight == N/2 steps, a "kill" mid-epoch, new objects, N/2 more."""
     common = [
