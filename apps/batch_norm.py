@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from apps.errors import require_positive_int
 from apps.loop import shard_by_data
 
 
@@ -63,8 +64,7 @@ def recalibrate(model: keras.Model, batches, steps: int, strategy=None) -> int:
         The number of batches averaged (fewer than `steps` if `batches` ran out);
         0 when the model has no BatchNormalization layer (nothing is changed).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer. Received: steps={steps!r}")
+    require_positive_int("steps", steps)
     layers = batch_norm_layers(model)
     if not layers:
         return 0

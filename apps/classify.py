@@ -36,11 +36,10 @@ MODEL_PATH_HELP = "the model.keras of a train run (its preprocessing.json beside
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.classify",
-        description="Train, evaluate, predict with and export image classifiers.",
+    parser, commands = cli.command_parser(
+        "python -m apps.classify",
+        "Train, evaluate, predict with and export image classifiers.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands.add_parser("train", help="train a registered model"))
     _add_evaluate(commands.add_parser("evaluate", help="test accuracy, top-5, TTA"))
     _add_predict(commands.add_parser("predict", help="top-k classes of image files"))
@@ -126,9 +125,8 @@ def _add_predict(parser):
 
 
 def main(argv=None) -> int:
-    args = cli.parse_args(build_parser(), argv)
     commands = {"train": train, "evaluate": evaluate, "predict": predict}
-    return cli.run_command({**commands, "export": export}[args.command], args)
+    return cli.main(build_parser(), {**commands, "export": export}, argv)
 
 
 def train(args) -> int:

@@ -117,6 +117,19 @@ def _has_default(action) -> bool:
     )
 
 
+def command_parser(prog: str, description: str):
+    """`(parser, sub-commands)` of a command line `prog` whose sub-command is in
+    `args.command`; pass the parser through :func:`documented` when it is complete."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def main(parser: argparse.ArgumentParser, commands: dict, argv=None) -> int:
+    """Parses `argv`, runs `commands[args.command](args)` under :func:`run_command`."""
+    args = parse_args(parser, argv)
+    return run_command(commands[args.command], args)
+
+
 def documented(parser: argparse.ArgumentParser, epilog: str = EXIT_CODES):
     """`parser` and its sub-command parsers with :class:`HelpFormatter` and `epilog`
     (the exit codes) where they have none; returns `parser`."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import numbers
 
 LIST_MODELS = "python -c 'import apps; print(apps.list_models())'"
 
@@ -19,6 +20,15 @@ class BadFileError(RuntimeError):
     """A file the command was pointed at is unreadable or damaged (a truncated model,
     a corrupt preprocessing.json); reported with exit code 1. Not a ValueError, so
     `bad_input` leaves it alone."""
+
+
+def require_positive_int(name: str, value) -> None:
+    """Raises a ValueError naming `name` unless `value` is an integer >= 1 (a bool is
+    not; a NumPy integer is)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive integer. Received: {name}={value!r}"
+        )
 
 
 @contextlib.contextmanager

@@ -43,11 +43,10 @@ LEARNING_RATE_DEFAULT = "2e-4 with adam (DCGAN), else the optimiser's usual rate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.generate",
-        description="Train GANs, sample images from them, export the generator.",
+    parser, commands = cli.command_parser(
+        "python -m apps.generate",
+        "Train GANs, sample images from them, export the generator.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
     _add_train(commands.add_parser("train", help="train a registered GAN"))
     _add_sample(commands.add_parser("sample", help="a PNG grid of generated images"))
     cli.add_export_flags(
@@ -162,9 +161,8 @@ def _add_sample(parser):
 
 
 def main(argv=None) -> int:
-    args = cli.parse_args(build_parser(), argv)
-    command = {"train": train, "sample": sample, "export": export}[args.command]
-    return cli.run_command(command, args)
+    commands = {"train": train, "sample": sample, "export": export}
+    return cli.main(build_parser(), commands, argv)
 
 
 def train(args) -> int:

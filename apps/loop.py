@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from apps.errors import require_positive_int
 from apps.runs import atomic_write
 
 STATE_KEEP = 2
@@ -274,15 +275,7 @@ class DistributedLoop:
     """
 
     def __init__(self, model, strategy, *, jit: bool = False, steps_per_execution=1):
-        if (
-            isinstance(steps_per_execution, bool)
-            or not isinstance(steps_per_execution, int)
-            or steps_per_execution < 1
-        ):
-            raise ValueError(
-                "steps_per_execution must be a positive integer. "
-                f"Received: steps_per_execution={steps_per_execution!r}"
-            )
+        require_positive_int("steps_per_execution", steps_per_execution)
         self.model = model
         self.strategy = strategy
         self.steps_per_execution = steps_per_execution

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from apps.errors import require_positive_int
+
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
 DEFAULT_LEARNING_RATES = {
     "sgd": 0.01,
@@ -158,19 +160,19 @@ class TrainOptions:
     verbose: str | int = _flag("auto", "Keras's progress output", flag=False)
 
     def __post_init__(self):
-        _require_positive("epochs", self.epochs)
-        _require_positive("batch_size", self.batch_size)
-        _require_positive("steps_per_execution", self.steps_per_execution)
+        require_positive_int("epochs", self.epochs)
+        require_positive_int("batch_size", self.batch_size)
+        require_positive_int("steps_per_execution", self.steps_per_execution)
         if self.steps_per_epoch is not None:
-            _require_positive("steps_per_epoch", self.steps_per_epoch)
+            require_positive_int("steps_per_epoch", self.steps_per_epoch)
         if self.early_stopping is not None:
-            _require_positive("early_stopping", self.early_stopping)
+            require_positive_int("early_stopping", self.early_stopping)
         if self.devices is not None:
-            _require_positive("devices", self.devices)
+            require_positive_int("devices", self.devices)
         if self.checkpoint_every is not None:
-            _require_positive("checkpoint_every", self.checkpoint_every)
+            require_positive_int("checkpoint_every", self.checkpoint_every)
         if self.bn_recalibration_steps != 0:
-            _require_positive("bn_recalibration_steps", self.bn_recalibration_steps)
+            require_positive_int("bn_recalibration_steps", self.bn_recalibration_steps)
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("strategy", self.strategy, STRATEGIES)
         _require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -213,13 +215,6 @@ class TrainOptions:
         if self.learning_rate is not None:
             return self.learning_rate
         return DEFAULT_LEARNING_RATES[self.optimizer]
-
-
-def _require_positive(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def _require_choice(name, value, allowed):

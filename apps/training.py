@@ -41,7 +41,6 @@ from apps.options import (  # noqa: F401  (re-exported: the core's options)
     STRATEGIES,
     TrainOptions,
     _require_choice,
-    _require_positive,
 )
 from apps.runs import write_json  # noqa: F401  (re-exported for the commands)
 

@@ -56,11 +56,10 @@ plateau; per step: rsqrt, Vaswani et al.'s linear warm-up over 4% of the steps t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.translate",
-        description="Train, use and export the date normaliser (text -> ISO 8601).",
+    parser, commands = cli.command_parser(
+        "python -m apps.translate",
+        "Train, use and export the date normaliser (text -> ISO 8601).",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
     _add_train(
         commands.add_parser(
             "train",
@@ -140,9 +139,8 @@ def _add_translate(parser):
 
 
 def main(argv=None) -> int:
-    args = cli.parse_args(build_parser(), argv)
-    command = {"train": train, "translate": translate, "export": export}[args.command]
-    return cli.run_command(command, args)
+    commands = {"train": train, "translate": translate, "export": export}
+    return cli.main(build_parser(), commands, argv)
 
 
 def train(args) -> int:

@@ -40,11 +40,10 @@ UNSUPPORTED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tuning",
-        description="Hyper-parameter search with Keras Tuner over registered models.",
+    parser, commands = cli.command_parser(
+        "python -m tuning",
+        "Hyper-parameter search with Keras Tuner over registered models.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
     _add_search(commands.add_parser("search", help="run (or resume) a search"))
     show = commands.add_parser("show", help="print the trials of a search")
     show.add_argument("directory", help="the --output of a search")

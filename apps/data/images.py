@@ -13,6 +13,7 @@ import random
 import tensorflow as tf
 
 from apps.data.augment import AUGMENTATIONS, augment_batch
+from apps.errors import require_positive_int
 
 NORMALIZATIONS = ("unit", "symmetric", "none")
 RESIZE_MODES = ("resize", "pad")
@@ -341,11 +342,7 @@ def _augment(images, augment, key):
 
 
 def _validate(batch_size, resize_mode, normalization, augment, shuffle_buffer):
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            "batch_size must be a positive integer. "
-            f"Received: batch_size={batch_size!r}"
-        )
+    require_positive_int("batch_size", batch_size)
     if resize_mode not in RESIZE_MODES:
         raise ValueError(
             f"resize_mode must be one of {RESIZE_MODES}. "
@@ -356,11 +353,7 @@ def _validate(batch_size, resize_mode, normalization, augment, shuffle_buffer):
             f"normalization must be one of {NORMALIZATIONS}. "
             f"Received: normalization={normalization!r}"
         )
-    if not isinstance(shuffle_buffer, int) or shuffle_buffer < 1:
-        raise ValueError(
-            "shuffle_buffer must be a positive integer. "
-            f"Received: shuffle_buffer={shuffle_buffer!r}"
-        )
+    require_positive_int("shuffle_buffer", shuffle_buffer)
     _validate_augment(augment)
 
 

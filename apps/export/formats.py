@@ -830,26 +830,12 @@ def export_classifier_file(
             exporter.CLASS_NAMES_ASSET: "\n".join(spec["class_names"]) + "\n",
             "preprocessing.json": json.dumps(dict(spec), indent=2) + "\n",
         }
-        return _publish(
-            fmt,
-            function,
-            served,
-            data,
-            expected,
-            name=name,
-            export_dir=export_dir,
-            version=version,
-            force=force,
-            quantize=quantize,
-            calibration=calibration,
-            output="probabilities",
-            classifier=True,
-            tolerance=tolerance,
-            max_accuracy_drop=max_accuracy_drop,
-            mixed=mixed,
-            description={"model": model.name, **description},
-            files=files,
-        )
+        request = _Request(fmt, name, export_dir, version, force, quantize)
+        converted = _Conversion(function, served, data, expected, "probabilities")
+        converted.classifier, converted.mixed = True, mixed
+        converted.calibration, converted.files = calibration, files
+        converted.description = {"model": model.name, **description}
+        return _publish(request, converted, tolerance, max_accuracy_drop)
 
 
 def export_generator_file(
@@ -909,26 +895,11 @@ def export_generator_file(
             "num_classes": gan.num_classes,
             "calibration": None if calibration is None else calibration.source,
         }
-        return _publish(
-            fmt,
-            function,
-            served,
-            data,
-            expected,
-            name=name,
-            export_dir=export_dir,
-            version=version,
-            force=force,
-            quantize=quantize,
-            calibration=calibration,
-            output="images",
-            classifier=False,
-            tolerance=tolerance,
-            max_accuracy_drop=None,
-            mixed=mixed,
-            description=description,
-            files={},
-        )
+        request = _Request(fmt, name, export_dir, version, force, quantize)
+        converted = _Conversion(function, served, data, expected, "images")
+        converted.mixed, converted.calibration = mixed, calibration
+        converted.description = description
+        return _publish(request, converted, tolerance, max_accuracy_drop=None)
 
 
 def _check_file_format(fmt) -> None:
@@ -939,57 +910,82 @@ def _check_file_format(fmt) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """Where and how a file export is published (the caller's arguments)."""
+
+    fmt: str
+    name: str
+    export_dir: str | os.PathLike
+    version: int | str | None
+    force: bool
+    quantize: str | None
+
+
+@dataclasses.dataclass
+class _Conversion:
+    """What an exporter hands to :func:`_publish`: the function to convert, the model
+    whose variables it reads, the verification examples with Keras's outputs, and
+    what the version directory records."""
+
+    function: Callable
+    model: keras.Model
+    data: Examples
+    expected: np.ndarray
+    output: str
+    classifier: bool = False
+    mixed: dict | None = None  # figures against a mixed-precision original
+    calibration: Examples | None = None
+    description: dict = dataclasses.field(default_factory=dict)
+    files: dict = dataclasses.field(default_factory=dict)
+
+
 def _publish(
-    fmt,
-    function,
-    model,
-    data: Examples,
-    expected,
-    *,
-    name,
-    export_dir,
-    version,
-    force,
-    quantize,
-    calibration,
-    output,
-    classifier,
-    tolerance,
-    max_accuracy_drop,
-    mixed,
-    description,
-    files,
+    request: _Request, converted: _Conversion, tolerance, max_accuracy_drop
 ) -> tuple[Path, Check]:
     """Converts into a staged version, verifies it there, publishes it."""
+    fmt, quantize = request.fmt, request.quantize
     with exporter.staged_version(
-        name, export_dir, version, force=force, subdirectory=fmt
+        request.name,
+        request.export_dir,
+        request.version,
+        force=request.force,
+        subdirectory=fmt,
     ) as staging:
         staging.path.mkdir()
         model_file = staging.path / MODEL_FILES[fmt]
         convert(
-            fmt, function, model, model_file, quantize=quantize, calibration=calibration
+            fmt,
+            converted.function,
+            converted.model,
+            model_file,
+            quantize=quantize,
+            calibration=converted.calibration,
         )
         check = verify(
             fmt,
             model_file,
-            data,
-            expected,
-            output=output,
+            converted.data,
+            converted.expected,
+            output=converted.output,
             quantize=quantize,
-            classifier=classifier,
+            classifier=converted.classifier,
             tolerance=tolerance,
             max_accuracy_drop=max_accuracy_drop,
         )
-        check.mixed_precision = mixed
+        check.mixed_precision = converted.mixed
         record = {
             "format": fmt,
             "file": MODEL_FILES[fmt],
             "quantization": quantize,
-            **description,
+            **converted.description,
             "verification": check.as_dict(),
             "versions": _versions(fmt),
         }
-        files = {**files, DESCRIPTION_FILE: json.dumps(record, indent=2) + "\n"}
+        files = {
+            **converted.files,
+            DESCRIPTION_FILE: json.dumps(record, indent=2) + "\n",
+        }
         for filename, content in files.items():
             (staging.path / filename).write_text(content, encoding="utf-8")
     return staging.target, check

@@ -8,6 +8,20 @@ import tensorflow as tf
 from keras import layers as kl
 
 import layers
+from apps.vision import blocks as vision_blocks
+
+
+def fixed_image_shape(input_shape, default):
+    """`input_shape` (`default` when None) checked as (height, width, channels), with
+    a height and width: a GAN's generator makes images of one size."""
+    input_shape = vision_blocks.check_image_shape(
+        default if input_shape is None else input_shape
+    )
+    if input_shape[0] is None or input_shape[1] is None:
+        raise ValueError(
+            f"A GAN needs a fixed image size. Received: input_shape={input_shape!r}"
+        )
+    return input_shape
 
 
 @keras.saving.register_keras_serializable(package="generative")

@@ -41,7 +41,7 @@ import keras
 from keras import layers as kl
 
 import layers
-from apps.generative.blocks import SelfAttention2D, with_label
+from apps.generative.blocks import SelfAttention2D, fixed_image_shape, with_label
 from apps.generative.gan import GAN
 from apps.registry import register_model
 from apps.vision import blocks
@@ -89,13 +89,7 @@ def _init():
 
 
 def _check(input_shape, latent_dim, classes, width, kernel_size, attention, name):
-    if input_shape is None:
-        input_shape = DEFAULT_INPUT_SHAPE
-    input_shape = blocks.check_image_shape(input_shape)
-    if input_shape[0] is None or input_shape[1] is None:
-        raise ValueError(
-            f"A GAN needs a fixed image size. Received: input_shape={input_shape!r}"
-        )
+    input_shape = fixed_image_shape(input_shape, DEFAULT_INPUT_SHAPE)
     if latent_dim is not None:
         blocks.check_positive_int("latent_dim", latent_dim)
     if classes is not None:

@@ -54,17 +54,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from apps.errors import require_positive_int
+
 LOSSES = ("bce", "lsgan")
 # DCGAN's optimiser (Radford et al., section 4): Adam, lr 2e-4, beta_1 0.5.
 DEFAULT_LEARNING_RATE = 2e-4
 DEFAULT_BETA_1 = 0.5
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def default_optimizer(
@@ -159,10 +154,10 @@ class GAN(keras.Model):
                 raise ValueError(
                     f"{name} must be a keras.Model. Received: {name}={model!r}"
                 )
-        _check_positive_int("latent_dim", latent_dim)
+        require_positive_int("latent_dim", latent_dim)
         conditional = len(generator.inputs) == 2
         if conditional:
-            _check_positive_int("num_classes", num_classes)
+            require_positive_int("num_classes", num_classes)
             if len(discriminator.inputs) != 2:
                 raise ValueError(
                     "A conditional generator (inputs [z, label]) needs a conditional "
@@ -261,7 +256,7 @@ class GAN(keras.Model):
         """
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}. Received: loss={loss!r}")
-        _check_positive_int("d_steps", d_steps)
+        require_positive_int("d_steps", d_steps)
         if (
             isinstance(label_smoothing, bool)
             or not isinstance(label_smoothing, (int, float))
@@ -490,7 +485,7 @@ class GAN(keras.Model):
             seed: seeds the noise; the same seed gives the same images.
             batch_size: images per generator call.
         """
-        _check_positive_int("n", n)
+        require_positive_int("n", n)
         z = latent_batch(n, self.latent_dim, seed)
         labels = self.sample_labels(n, labels)
         outputs = []

@@ -20,7 +20,7 @@ import math
 import keras
 from keras import layers as kl
 
-from apps.generative.blocks import maxout, with_label
+from apps.generative.blocks import fixed_image_shape, maxout, with_label
 from apps.generative.gan import GAN
 from apps.registry import register_model
 from apps.vision import blocks
@@ -33,13 +33,7 @@ DEFAULT_INPUT_SHAPE = (28, 28, 1)
 
 
 def _check(input_shape, classes, units, name):
-    if input_shape is None:
-        input_shape = DEFAULT_INPUT_SHAPE
-    input_shape = blocks.check_image_shape(input_shape)
-    if input_shape[0] is None or input_shape[1] is None:
-        raise ValueError(
-            f"A GAN needs a fixed image size. Received: input_shape={input_shape!r}"
-        )
+    input_shape = fixed_image_shape(input_shape, DEFAULT_INPUT_SHAPE)
     if classes is not None:
         blocks.check_positive_int("classes", classes)
     units = blocks.check_int_sequence("hidden_units", units)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.data import dates
+from apps.errors import require_positive_int
 from apps.sequence import text
 
 DEFAULT_BATCH_SIZE = 512
@@ -151,15 +152,7 @@ def beam_search(
     Returns:
         The best output of each source, a list of strings.
     """
-    if (
-        isinstance(beam_width, bool)
-        or not isinstance(beam_width, int)
-        or beam_width < 1
-    ):
-        raise ValueError(
-            "beam_width must be a positive integer. "
-            f"Received: beam_width={beam_width!r}"
-        )
+    require_positive_int("beam_width", beam_width)
     _check_length_penalty(length_penalty)
     decoder = _Decoder(model)
 
