@@ -296,11 +296,12 @@ def atomic_write(path, write) -> None:
 def write_json(path, data) -> None:
     """`data` as indented, key-sorted JSON, written atomically. NumPy scalars become
     numbers, paths strings, anything else its repr."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n"
+    text = json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n"
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
-def _jsonable(value):
+def jsonable(value):
+    """A JSON value for what `json` cannot write (the `default` of `json.dumps`)."""
     if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
         return value.item()
     if isinstance(value, Path):

@@ -469,20 +469,14 @@ def machine() -> dict:
 
 
 def write_result(path, result: dict) -> None:
+    """`result` as JSON at `path` (its folder made), atomically: the suite's one JSON
+    writer, `apps.runs.write_json`."""
+    from apps.runs import write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
-    os.replace(temporary, path)
+    write_json(path, result)
     print(f"wrote {path}")
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
 
 
 def _safe(name):
@@ -492,13 +486,20 @@ def _safe(name):
 # The worker process
 
 
+def _plain(value):
+    """A NumPy scalar as a number, anything else `json` cannot write as its repr."""
+    return value.item() if hasattr(value, "item") else repr(value)
+
+
 def _worker_main():
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # prints, progress bars and C-level output go to the log
     sys.stdout = sys.stderr
 
     def reply(message):
-        replies.write(json.dumps(message, default=_jsonable) + "\n")
+        # Not apps.runs.jsonable: importing apps loads TensorFlow, and the side
+        # configures TensorFlow's threads before it is loaded.
+        replies.write(json.dumps(message, default=_plain) + "\n")
 
     try:
         request = json.loads(sys.stdin.readline())

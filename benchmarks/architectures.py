@@ -22,6 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODELS = [
     "lenet5",
@@ -112,8 +116,7 @@ def _write(args, rows):
         "batch_size": args.batch_size,
         "models": rows,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    _harness.write_result(args.output, result)
     return result
 
 

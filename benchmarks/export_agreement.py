@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export_agreement.json"
 INPUT_SHAPE = (28, 28, 1)
@@ -192,8 +195,7 @@ def main(argv=None) -> int:
         },
     }
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    _harness.write_result(output, report)
     failed = [f"{r['row']} {r['format']}" for r in results if not r["ok"]]
     print(f"written to {output}; " + (f"FAILED: {failed}" if failed else "all passed"))
     return 1 if failed else 0

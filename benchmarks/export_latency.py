@@ -29,13 +29,16 @@ not depend on them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export_latency.json"
 WARMUP_CALLS = 10
@@ -173,8 +176,7 @@ def main(argv=None) -> int:
         },
     }
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    _harness.write_result(output, report)
     _print_table(report)
     print(f"written to {output}")
     return 0

@@ -35,20 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "gan_quality.json"
-EPOCH_KEYS = (
-    "epoch",
-    "fid",
-    "inception_score",
-    "class_coverage",
-    "class_entropy",
-    "max_class_share",
-    "class_shares",
-    "d_loss",
-    "g_loss",
-    "d_real",
-    "d_fake",
-    "quality_seconds",
-)
+# Per-epoch figures the JSON keeps: the task's quality figures (fid, ...), then these.
+LOSS_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "quality_seconds")
 # GenerationConfig / TrainOptions fields this script sets itself (the JSON's budget
 # records them), so --option may not: why, and what to use instead.
 OWN_FIELDS = {
@@ -158,7 +146,10 @@ def main(argv=None) -> dict:
         raise SystemExit(f"training failed with exit code {code}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     classifier_metrics = json.loads((classifier.parent / "metrics.json").read_text())
-    epochs = [{key: row.get(key) for key in EPOCH_KEYS} for row in metrics["per_epoch"]]
+    from apps.tasks.generation import QUALITY_FIGURES
+
+    keys = ("epoch", *QUALITY_FIGURES, *LOSS_KEYS)
+    epochs = [{key: row.get(key) for key in keys} for row in metrics["per_epoch"]]
     for row, seconds in zip(epochs, metrics["seconds_per_epoch"], strict=False):
         row["train_seconds"] = seconds
     result.update(

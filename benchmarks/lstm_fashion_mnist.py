@@ -25,6 +25,10 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
+
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "lstm_fashion_mnist.json"
 TARGET_ACCURACY = 0.88
 
@@ -108,8 +112,7 @@ def main(argv=None) -> int:
         "versions": metrics["versions"],
     }
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    _harness.write_result(output, result)
     print(
         f"{args.model}: test accuracy {accuracy:.2%} after {metrics['epochs']} epochs "
         f"in {wall:.0f} s (target >= {TARGET_ACCURACY:.0%}: "

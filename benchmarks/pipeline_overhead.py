@@ -15,11 +15,15 @@ Writes benchmarks/results/pipeline_overhead.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -89,8 +93,7 @@ def main(argv=None):
         "load_average": os.getloadavg(),
         "versions": training.versions(),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    _harness.write_result(args.output, result)
     print(
         f"{args.model}, batch {args.batch_size}: pipeline "
         f"{step['pipeline'] * 1e3:.2f} ms/step, in memory "

@@ -30,6 +30,10 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
+
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "translate_accuracy.json"
 TARGET_EXACT_MATCH = 0.98
 TARGET_SECONDS = 15 * 60
@@ -127,8 +131,7 @@ def main(argv=None) -> int:
         "versions": metrics["versions"],
     }
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    _harness.write_result(output, result)
     print(
         f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
         f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "

@@ -34,6 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
+
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "tuning_search.json"
 
 
@@ -142,9 +146,7 @@ def main(argv=None) -> int:
             "python": platform.python_version(),
         },
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _harness.write_result(args.output, result)
     print()
     print(f"{'':24}{'val acc':>9}{'test acc':>10}{'seconds':>9}")
     print(
@@ -156,7 +158,6 @@ def main(argv=None) -> int:
         f"{tuned_test:10.4f}{search_seconds:9.0f}"
     )
     print(f"best hyper-parameters: {best['hyperparameters']}")
-    print(f"written: {output}")
     return 0
 
 
@@ -262,9 +263,7 @@ def _test_accuracy(model_path, args, spec_dir=None) -> float:
         data.load(args.dataset, "test"),
         batch_size=256,
         cache=False,
-        image_size=tuple(spec["input_shape"][:2]),
-        channels=spec["channels"],
-        normalization=spec["normalization"],
+        **data.images.spec_options(spec),
     )
     if args.eval_steps:
         batches = batches.take(args.eval_steps)

@@ -19,6 +19,7 @@ The softmax is computed in float32 when the compute dtype is float16 or
 bfloat16 (mixed precision), and cast back.
 """
 
+import inspect
 import math
 import string
 
@@ -191,19 +192,13 @@ class _AttentionBase(keras.layers.Layer):
     def compute_output_shape(self, query_shape, value_shape, key_shape=None):
         return (*query_shape[:-1], *self._output_dims(query_shape, value_shape))
 
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        return_attention_scores=False,
-        training=None,
-        use_causal_mask=False,
-    ):
+    def compute_output_spec(self, query, value, *args, **kwargs):
+        # Keras passes `call`'s arguments; the shapes depend on the query, the value
+        # and whether the scores are returned.
+        arguments = inspect.signature(self.call).bind(query, value, *args, **kwargs)
+        return_attention_scores = arguments.arguments.get(
+            "return_attention_scores", False
+        )
         outputs = keras.KerasTensor(
             self.compute_output_shape(query.shape, value.shape),
             dtype=self.compute_dtype,

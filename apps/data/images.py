@@ -225,6 +225,19 @@ def preprocess(
     )
 
 
+def spec_options(spec) -> dict:
+    """The `preprocess` / `pipeline` arguments a preprocessing.json `spec` records
+    (image size, channels, resize mode, normalisation): one reading for evaluation,
+    prediction and every export."""
+    height, width, channels = spec["input_shape"]
+    return {
+        "image_size": (height, width),
+        "channels": channels,
+        "resize_mode": spec["resize_mode"],
+        "normalization": spec["normalization"],
+    }
+
+
 def decode_image_bytes(data, channels: int, max_pixels: int = MAX_PIXELS):
     """Decodes one encoded PNG, JPEG, GIF (first frame) or BMP into uint8
     (H, W, channels), in the graph; an image of more than `max_pixels` is refused

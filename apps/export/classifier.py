@@ -95,12 +95,7 @@ def export_classifier(
     top_k = min(top_k, classes)
     max_pixels = _check_max_pixels(max_pixels, image_ops)
     height, width, channels = spec["input_shape"]
-    preprocess_options = {
-        "image_size": (height, width),
-        "channels": channels,
-        "resize_mode": spec["resize_mode"],
-        "normalization": spec["normalization"],
-    }
+    preprocess_options = image_ops.spec_options(spec)
 
     with tempfile.TemporaryDirectory(prefix="export-assets-") as scratch:
         # The table reads this file now; the SavedModel copies it into assets/ and

@@ -334,15 +334,9 @@ def _dataset_images(name, split, count):
 
 
 def _preprocess(images, spec) -> np.ndarray:
-    from apps.data.images import preprocess
+    from apps.data.images import preprocess, spec_options
 
-    height, width, channels = spec["input_shape"]
-    options = {
-        "image_size": (height, width),
-        "channels": channels,
-        "resize_mode": spec["resize_mode"],
-        "normalization": spec["normalization"],
-    }
+    options = spec_options(spec)
     if isinstance(images, np.ndarray):  # one size: in batches
         return np.concatenate(
             [

@@ -62,6 +62,14 @@ DEFAULT_LEARNING_RATE = 2e-4
 DEFAULT_BETA_1 = 0.5
 
 
+def _descend(optimizer, tape, scaled_loss, network) -> None:
+    """One step of `optimizer` on `network`'s trainable weights, down the gradient
+    of `scaled_loss` (recorded by `tape`)."""
+    variables = network.trainable_variables
+    gradients = tape.gradient(scaled_loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+
 def default_optimizer(
     learning_rate=DEFAULT_LEARNING_RATE, beta_1=DEFAULT_BETA_1, name="adam"
 ):
@@ -339,9 +347,7 @@ class GAN(keras.Model):
                 d_loss = self._d_loss(real_out, fake_out, global_batch)
                 total = d_loss + _regularization(self.discriminator, replicas)
                 scaled = self.d_optimizer.scale_loss(total)
-            variables = self.discriminator.trainable_variables
-            gradients = tape.gradient(scaled, variables)
-            self.d_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            _descend(self.d_optimizer, tape, scaled, self.discriminator)
             self.d_loss_tracker.update_state(d_loss * tf.cast(replicas, d_loss.dtype))
             self.d_real_tracker.update_state(self._as_score(real_out))
             self.d_fake_tracker.update_state(self._as_score(fake_out))
@@ -357,9 +363,7 @@ class GAN(keras.Model):
             g_loss = self._g_loss(fake_out, global_batch)
             total = g_loss + _regularization(self.generator, replicas)
             scaled = self.g_optimizer.scale_loss(total)
-        variables = self.generator.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.g_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        _descend(self.g_optimizer, tape, scaled, self.generator)
         self.g_loss_tracker.update_state(g_loss * tf.cast(replicas, g_loss.dtype))
         return {metric.name: metric.result() for metric in self.metrics}
 

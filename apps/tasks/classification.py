@@ -667,9 +667,7 @@ def evaluate(
         examples,
         batch_size=batch_size,
         cache=False,
-        image_size=tuple(spec["input_shape"][:2]),
-        channels=spec["channels"],
-        normalization=spec["normalization"],
+        **data.images.spec_options(spec),
     )
     if steps:
         batches = batches.take(steps)
@@ -801,14 +799,9 @@ def read_preprocessing(path) -> dict:
 def predict(model, spec, pixels):
     """The class probabilities (of the main output) for one uint8 image (H, W, C)
     of any size (`read_image`), preprocessed as `spec` says."""
-    from apps.data.images import preprocess
+    from apps.data.images import preprocess, spec_options
 
-    batch = preprocess(
-        pixels[None],
-        image_size=tuple(spec["input_shape"][:2]),
-        channels=spec["channels"],
-        normalization=spec["normalization"],
-    )
+    batch = preprocess(pixels[None], **spec_options(spec))
     return _main_output(model(batch, training=False))[0]
 
 

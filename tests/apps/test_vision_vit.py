@@ -8,6 +8,7 @@ token, the representation).
 import keras
 import numpy as np
 import pytest
+from model_checks import trains_a_step_and_round_trips
 
 import apps
 
@@ -26,28 +27,7 @@ def test_builds_trains_a_step_and_round_trips(tmp_path):
     images = rng.uniform(0, 1, size=(BATCH, 28, 28, 1)).astype("float32")
     labels = np.arange(BATCH) % CLASSES
     model = apps.build("vit", input_shape=(28, 28, 1), classes=CLASSES, **SMALL)
-    predictions = np.asarray(model(images, training=False))
-    assert predictions.shape == (BATCH, CLASSES)
-    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
-
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    before = [np.copy(w) for w in model.get_weights()]
-    loss = model.train_on_batch(images, labels)
-    assert np.isfinite(loss)
-    assert any(
-        not np.array_equal(old, new)
-        for old, new in zip(before, model.get_weights(), strict=True)
-    )
-
-    path = tmp_path / "vit.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        np.asarray(loaded(images, training=False)),
-        np.asarray(model(images, training=False)),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    trains_a_step_and_round_trips(model, images, labels, tmp_path / "vit.keras")
 
 
 def test_vit_options():

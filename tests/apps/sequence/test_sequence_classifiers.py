@@ -9,6 +9,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
+from model_checks import trains_a_step_and_round_trips
 from tiny import tiny_flags
 
 import apps
@@ -35,28 +36,7 @@ def test_builds_trains_a_step_and_round_trips(name, tmp_path):
     keras.utils.set_random_seed(0)
     images, labels = _batch()
     model = apps.build(name, input_shape=(28, 28, 1), classes=CLASSES)
-    predictions = np.asarray(model(images, training=False))
-    assert predictions.shape == (BATCH, CLASSES)
-    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
-
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    before = [np.copy(w) for w in model.get_weights()]
-    loss = model.train_on_batch(images, labels)
-    assert np.isfinite(loss)
-    assert any(
-        not np.array_equal(old, new)
-        for old, new in zip(before, model.get_weights(), strict=True)
-    )
-
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        np.asarray(loaded(images, training=False)),
-        np.asarray(model(images, training=False)),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    trains_a_step_and_round_trips(model, images, labels, tmp_path / f"{name}.keras")
 
 
 def test_recurrent_options_shape_the_network():
