@@ -20,6 +20,7 @@ from apps.errors import (  # noqa: F401  (re-exported for the command lines)
     plural,
 )
 from apps.options import (  # noqa: F401  (re-exported for the command lines)
+    DEFAULT_BN_RECALIBRATION_STEPS,
     DEFAULT_LEARNING_RATES,
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -67,7 +68,6 @@ def _literal(text):
 # see apps/__init__). The training core's choices come from apps.options (no
 # TensorFlow); the GAN's and apps.data's are spelt out here, kept equal by a test.
 STEPS_PER_EXECUTION = TrainOptions.steps_per_execution
-BN_RECALIBRATION_STEPS = TrainOptions.bn_recalibration_steps
 GAN_LOSSES = ("bce", "lsgan")  # apps.generative.gan.LOSSES
 MAX_PIXELS = 40_000_000  # apps.data.images.MAX_PIXELS
 STRATEGY_HELP = (

@@ -23,6 +23,8 @@ DEFAULT_LEARNING_RATES = {
 }
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 LR_SCHEDULES = ("constant", "cosine", "plateau", "rsqrt")
+# The BN-statistics pass by default (apps.batch_norm): 12,800 images at batch 128.
+DEFAULT_BN_RECALIBRATION_STEPS = 100
 
 OPTIMISATION = "Optimisation"
 DISTRIBUTION = "Distribution and speed"
@@ -149,12 +151,13 @@ class TrainOptions:
         "also save the run state every N steps (it is saved every epoch)",
         metavar="STEPS",
     )
-    bn_recalibration_steps: int = _flag(
-        100,
+    bn_recalibration_steps: int | None = _flag(
+        None,
         "after training, recompute the BatchNorm statistics over N training batches "
-        "with the final weights (precise BN; 0 = off; models without "
-        "BatchNormalization ignore it)",
+        "with the final weights (precise BN; 0 = off; a model without "
+        "BatchNormalization ignores it, and says so when it is given)",
         metavar="N",
+        default_text=f"{DEFAULT_BN_RECALIBRATION_STEPS} where the model has BatchNorm",
     )
     seed: int | None = _flag(None, "seeded, deterministic run", group=OUTPUT)
     verbose: str | int = _flag("auto", "Keras's progress output", flag=False)
@@ -171,7 +174,7 @@ class TrainOptions:
             require_positive_int("devices", self.devices)
         if self.checkpoint_every is not None:
             require_positive_int("checkpoint_every", self.checkpoint_every)
-        if self.bn_recalibration_steps != 0:
+        if self.bn_recalibration_steps not in (None, 0):
             require_positive_int("bn_recalibration_steps", self.bn_recalibration_steps)
         _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("strategy", self.strategy, STRATEGIES)
@@ -209,6 +212,13 @@ class TrainOptions:
                 "label_smoothing must be in [0, 1). "
                 f"Received: label_smoothing={self.label_smoothing!r}"
             )
+
+    @property
+    def resolved_bn_recalibration_steps(self) -> int:
+        """The batches of the BN-statistics pass (None: the default's)."""
+        if self.bn_recalibration_steps is None:
+            return DEFAULT_BN_RECALIBRATION_STEPS
+        return self.bn_recalibration_steps
 
     @property
     def resolved_learning_rate(self) -> float:

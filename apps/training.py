@@ -638,13 +638,12 @@ def fit(
 def _recalibrate_batch_norm(model, train, options, strategy, verbose):
     """The BN statistics pass over epoch 0's training batches (a pure function of
     the seed, so a run resumed after a kill here repeats it exactly)."""
-    if not options.bn_recalibration_steps or not batch_norm.batch_norm_layers(model):
+    steps = options.resolved_bn_recalibration_steps
+    if not steps or not batch_norm.batch_norm_layers(model):
         return
     started = time.perf_counter()
     stream = train(0) if callable(train) else train
-    averaged = batch_norm.recalibrate(
-        model, stream, options.bn_recalibration_steps, strategy
-    )
+    averaged = batch_norm.recalibrate(model, stream, steps, strategy)
     if verbose:
         print(
             f"BatchNorm statistics recomputed over {averaged} training batches "

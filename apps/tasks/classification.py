@@ -318,7 +318,7 @@ def _prepare(config, options):
             **builder_options,
         )
         training.compile_classifier(model, options, info.loss_weights)
-    _note_unused_recalibration(config, options, model)
+    options.bn_recalibration_steps = _batch_norm_pass(config, options, model)
     return model, spec, augment, strategy
 
 
@@ -338,22 +338,21 @@ def _run_figures(run_dir, options, global_batch, replicas, throughput) -> dict:
     }
 
 
-def _note_unused_recalibration(config, options, model):
-    """A BN pass asked of a model without BatchNorm (a value other than the
-    default's) is said to do nothing."""
+def _batch_norm_pass(config, options, model) -> int:
+    """The batches of the BN-statistics pass this model gets (run.json records it):
+    the asked or default number, or 0 for a model without BatchNorm, which says
+    that a given `--bn-recalibration-steps` has no effect."""
     from apps import batch_norm
-    from apps.options import TrainOptions
 
-    asked = options.bn_recalibration_steps not in (
-        0,
-        TrainOptions.bn_recalibration_steps,
-    )
-    if asked and not batch_norm.batch_norm_layers(model):
+    if batch_norm.batch_norm_layers(model):
+        return options.resolved_bn_recalibration_steps
+    if options.bn_recalibration_steps:
         print(
             f"note: --bn-recalibration-steps has no effect: {config.model} has no "
             "BatchNormalization layer.",
             file=sys.stderr,
         )
+    return 0
 
 
 def check_model_options(info, config) -> dict:

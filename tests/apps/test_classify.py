@@ -360,12 +360,24 @@ def test_batch_norm_pass_runs_and_evaluate_agrees_with_train(
     assert f"accuracy {accuracy}" in capsys.readouterr().out
 
 
-def test_batch_norm_pass_on_a_model_without_batch_norm_says_so(trained_run, capsys):
+@pytest.mark.parametrize("steps", ["5", "100"])  # 100: the default's number, given
+def test_batch_norm_pass_on_a_model_without_batch_norm_says_so(
+    trained_run, capsys, steps
+):
     # Said while the arguments are checked, so the finished run is enough.
-    assert _train(trained_run, "--bn-recalibration-steps", "5") == 0
+    assert _train(trained_run, "--bn-recalibration-steps", steps) == 0
     captured = capsys.readouterr()
     assert "--bn-recalibration-steps has no effect: lenet5 has no Batch" in captured.err
     assert "holds a finished run" in captured.out
+
+
+def test_a_model_without_batch_norm_records_no_pass_and_is_not_told(
+    trained_run, capsys
+):
+    run = json.loads((trained_run / "run.json").read_text())
+    assert run["options"]["bn_recalibration_steps"] == 0
+    assert _train(trained_run) == 0
+    assert "no effect" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

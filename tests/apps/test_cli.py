@@ -109,7 +109,6 @@ def test_spelt_out_choices_are_the_libraries():
     assert cli.STRATEGIES == training.STRATEGIES
     assert cli.DEFAULT_LEARNING_RATES == training.DEFAULT_LEARNING_RATES
     assert cli.STEPS_PER_EXECUTION == training.TrainOptions.steps_per_execution
-    assert cli.BN_RECALIBRATION_STEPS == training.TrainOptions.bn_recalibration_steps
     assert cli.GAN_LOSSES == gan.LOSSES
     assert cli.MAX_PIXELS == images.MAX_PIXELS
 
