@@ -178,7 +178,8 @@ def test_zoo_writes_a_row_per_model_and_resumes(tmp_path, monkeypatch, capsys):
     assert "lenet5: already measured" in capsys.readouterr().out
     assert zoo.main(["--markdown", "--results", str(results)]) == 0
     table = capsys.readouterr().out
-    assert "| `lenet5` | cpu, 20 ep | 81.00% ± 0.82% (3 seeds)" in table
+    assert "| `lenet5` | cpu, 20 ep | 81.00% ± 0.82% (3 seeds) | ≥ 88% **not" in table
+    assert "full: `python benchmarks/zoo.py --budget full --models lenet5`" in table
 
 
 def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatch):
