@@ -39,6 +39,7 @@ fails.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import json
@@ -404,6 +405,16 @@ class LoadSampler:
             },
             "cpu_cores": os.cpu_count(),
         }
+
+
+def parser(doc: str, result: str) -> argparse.ArgumentParser:
+    """A benchmark's parser: its docstring's first paragraph as the description and
+    `--output` (default results/RESULT.json)."""
+    made = argparse.ArgumentParser(description=doc.split("\n\n")[0].strip())
+    made.add_argument(
+        "--output", default=str(RESULTS / f"{result}.json"), help="the JSON written"
+    )
+    return made
 
 
 def envelope(benchmark: str, script: str, argv) -> dict:

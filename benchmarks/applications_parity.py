@@ -35,7 +35,7 @@ KERAS_CONFIG = "ours, 1x1 padding=valid, BatchNormalization axis=3"
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "applications_parity")
     parser.add_argument("--models", default="vgg16,resnet50")
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -57,9 +57,6 @@ def build_parser():
         help="resnet50: also time ours with its 1x1 convolutions at padding='valid', "
         "and with that and BatchNormalization(axis=3): keras.applications' settings, "
         "the only configuration differences",
-    )
-    parser.add_argument(
-        "--output", default=str(_harness.RESULTS / "applications_parity.json")
     )
     return parser
 

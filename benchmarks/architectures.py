@@ -14,7 +14,6 @@ benchmarks/results/architectures.json and prints a Markdown table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODELS = [
     "lenet5",
     "mlp",
@@ -44,13 +42,12 @@ MODEL_OPTIONS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "architectures")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--output-dir", default="runs/architectures")
-    parser.add_argument("--output", default=str(RESULTS / "architectures.json"))
     args = parser.parse_args(argv)
     from apps import cli  # loads TensorFlow: after --help and a bad flag
 

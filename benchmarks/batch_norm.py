@@ -18,7 +18,6 @@ the measurement behind the default `batch_norm_momentum` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,13 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
+
 PROBE_IMAGES = 2000
 PROBE_BATCH = 250
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "batch_norm")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--momenta", type=float, nargs="+", default=[0.99, 0.9])
     parser.add_argument("--epochs", type=int, default=3)
@@ -40,7 +42,6 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--recalibration-steps", type=int, default=100)
     parser.add_argument("--output-dir", default="runs/batch_norm")
-    parser.add_argument("--output", default=str(RESULTS / "batch_norm.json"))
     args = parser.parse_args(argv)
 
     rows = []
@@ -133,23 +134,20 @@ def _measure(model_path, args) -> dict:
 
 
 def _write(args, rows):
-    RESULTS.mkdir(exist_ok=True)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    Path(args.output).write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "budget": f"{args.epochs} x {args.steps_per_epoch} steps of "
-                f"{args.batch_size}",
-                "recalibration_steps": args.recalibration_steps,
-                "commit": commit,
-                "load_average": os.getloadavg(),
-                "rows": rows,
-            },
-            indent=2,
-        )
+    budget = f"{args.epochs} x {args.steps_per_epoch} steps of {args.batch_size}"
+    _harness.write_result(
+        args.output,
+        {
+            "model": args.model,
+            "budget": budget,
+            "recalibration_steps": args.recalibration_steps,
+            "commit": commit,
+            "load_average": os.getloadavg(),
+            "rows": rows,
+        },
     )
 
 

@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export_agreement.json"
 INPUT_SHAPE = (28, 28, 1)
 # name -> (registry model, builder options over the recipe's, mixed precision)
 VARIANTS = {
@@ -45,7 +44,7 @@ GENERATORS = ("dcgan", "cdcgan")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, "export_agreement")
     parser.add_argument(
         "--models",
         nargs="*",
@@ -61,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=512,
         help="test images per classifier (default 512); generators: 64 latents",
     )
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
 
 

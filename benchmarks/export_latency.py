@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "export_latency.json"
 WARMUP_CALLS = 10
 # --formats: label -> (format, quantisation)
 FILE_FORMATS = {
@@ -58,7 +57,7 @@ LABELS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, "export_latency")
     parser.add_argument(
         "--model",
         default="lenet5",
@@ -84,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, of {', '.join(FILE_FORMATS)}; 'none' for the "
         "SavedModel and Keras only (default onnx,litert,litert-int8)",
     )
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
 
 

@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "gan_quality.json"
 # Per-epoch figures the JSON keeps: the task's quality figures (fid, ...), then these.
 LOSS_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "quality_seconds")
 # GenerationConfig / TrainOptions fields this script sets itself (the JSON's budget
@@ -53,7 +52,7 @@ OWN_FIELDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, "gan_quality")
     parser.add_argument("--model", default="dcgan", help="dcgan, cdcgan or mlp_gan")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument(
@@ -89,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     parser.add_argument("--run-dir", help="keep the run directory here")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
 
 

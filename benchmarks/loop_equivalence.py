@@ -15,7 +15,6 @@ devices. Writes benchmarks/results/loop_equivalence.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ import _harness  # noqa: E402
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "loop_equivalence")
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--batch-size", type=int, default=64, help="per replica")
     parser.add_argument("--epochs", type=int, default=2)
@@ -34,9 +33,6 @@ def build_parser():
     parser.add_argument("--checkpoint-every", type=int, default=7)
     parser.add_argument("--steps-per-execution", type=int, default=4)
     parser.add_argument("--devices", default="1,2", help="replicas to check, e.g. 1,2")
-    parser.add_argument(
-        "--output", default=str(_harness.RESULTS / "loop_equivalence.json")
-    )
     return parser
 
 

@@ -21,7 +21,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,12 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "lstm_fashion_mnist.json"
 TARGET_ACCURACY = 0.88
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, "lstm_fashion_mnist")
     parser.add_argument("--model", default="lstm", help="rnn, lstm, gru or bilstm")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument(
@@ -46,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. --option=batch_size=64 or --option=--batch-size=64",
     )
     parser.add_argument("--run-dir", help="keep the run directory here")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
 
 
@@ -64,20 +61,10 @@ def main(argv=None) -> int:
         **cli.model_options(option.lstrip("-") for option in args.option),
     }
 
-    samples, done = [], threading.Event()
-
-    def sample_load():
-        while not done.is_set():
-            samples.append(os.getloadavg()[0])
-            done.wait(10)
-
-    sampler = threading.Thread(target=sample_load, daemon=True)
-    sampler.start()
-    started = time.perf_counter()
-    code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
-    wall = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    with _harness.LoadSampler(10) as load:
+        started = time.perf_counter()
+        code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
+        wall = time.perf_counter() - started
     if code != 0:
         print(f"training failed with exit code {code}", file=sys.stderr)
         return code
@@ -103,11 +90,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
-            "load_during": {
-                "samples": len(samples),
-                "mean_1min": round(sum(samples) / max(len(samples), 1), 2),
-                "max_1min": round(max(samples, default=float("nan")), 2),
-            },
+            "load_average": load.report(),
         },
         "versions": metrics["versions"],
     }

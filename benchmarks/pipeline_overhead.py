@@ -14,7 +14,6 @@ Writes benchmarks/results/pipeline_overhead.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -25,17 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "pipeline_overhead")
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--augment", default="flip")
-    parser.add_argument("--output", default=str(RESULTS / "pipeline_overhead.json"))
     args = parser.parse_args(argv)
 
     import tensorflow as tf

@@ -48,7 +48,7 @@ README_SETTINGS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "time_to_accuracy")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--target", type=float, default=0.90)
     parser.add_argument(
@@ -66,9 +66,6 @@ def build_parser():
         "--test-each-epoch", action=argparse.BooleanOptionalAction, default=True
     )
     parser.add_argument("--run-dir", help="keep the run directories here")
-    parser.add_argument(
-        "--output", default=str(_harness.RESULTS / "time_to_accuracy.json")
-    )
     return parser
 
 

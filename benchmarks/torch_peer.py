@@ -29,7 +29,6 @@ Writes benchmarks/results/torch_peer.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -43,7 +42,7 @@ DEFAULT_STEPS = {"lenet5": 40, "resnet18": 4}
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _harness.parser(__doc__, "torch_peer")
     parser.add_argument("--models", default="lenet5,resnet18")
     parser.add_argument(
         "--batch-size", type=int, help="default: 256 for lenet5, 32 for resnet18"
@@ -66,7 +65,6 @@ def build_parser():
         help="also time the core with this variant ('' to skip)",
     )
     parser.add_argument("--no-bare", action="store_true")
-    parser.add_argument("--output", default=str(_harness.RESULTS / "torch_peer.json"))
     return parser
 
 

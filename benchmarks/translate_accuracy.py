@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,14 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "translate_accuracy.json"
 TARGET_EXACT_MATCH = 0.98
 TARGET_SECONDS = 15 * 60
 LOAD_SAMPLE_SECONDS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _harness.parser(__doc__, "translate_accuracy")
     parser.add_argument("--model", help="a translator (default: the command's)")
     parser.add_argument(
         "--option",
@@ -51,31 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="more `apps.translate train` flags, e.g. --option=--epochs=5",
     )
     parser.add_argument("--run-dir", help="keep the run directory here")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON file")
     return parser
-
-
-class LoadSampler(threading.Thread):
-    """Samples the 1-minute load average every few seconds while a run goes on."""
-
-    def __init__(self, every=LOAD_SAMPLE_SECONDS):
-        super().__init__(daemon=True)
-        self.every = every
-        self.samples: list[float] = []
-        self.done = threading.Event()
-
-    def run(self):
-        while not self.done.is_set():
-            self.samples.append(os.getloadavg()[0])
-            self.done.wait(self.every)
-
-    def summary(self) -> dict:
-        values = self.samples or [float("nan")]
-        return {
-            "samples": len(self.samples),
-            "mean_1min": round(sum(values) / len(values), 2),
-            "max_1min": round(max(values), 2),
-        }
 
 
 def main(argv=None) -> int:
@@ -89,14 +63,10 @@ def main(argv=None) -> int:
         command += [flag, value] if value else [flag]
     command += ["--overwrite", "--output", str(run_dir)]
 
-    sampler = LoadSampler()
-    load_before = os.getloadavg()
-    sampler.start()
-    started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    sampler.done.set()
-    sampler.join()
+    with _harness.LoadSampler(LOAD_SAMPLE_SECONDS) as load:
+        started = time.perf_counter()
+        finished = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - started
     if finished.returncode != 0:
         print(finished.stdout[-3000:], finished.stderr[-3000:], file=sys.stderr)
         print(f"training failed with exit code {finished.returncode}", file=sys.stderr)
@@ -125,18 +95,18 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
-            "load_average_before": list(load_before),
-            "load_during": sampler.summary(),
+            "load_average": load.report(),
         },
         "versions": metrics["versions"],
     }
     output = Path(args.output)
     _harness.write_result(output, result)
+    mean_load = load.report()["one_minute_samples"]["mean"]
     print(
         f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
         f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "
         f"in {TARGET_SECONDS} s: {'met' if result['target']['met'] else 'NOT met'}); "
-        f"load average during the run {sampler.summary()['mean_1min']} on "
+        f"load average during the run {mean_load:.2f} on "
         f"{os.cpu_count()} CPUs. Wrote {output}"
     )
     if not args.run_dir:
