@@ -450,9 +450,12 @@ def git_state() -> dict:
     }
 
 
-def versions() -> dict:
+def versions(*packages: str) -> dict:
+    """Python's version and the installed versions of the usual packages and
+    `packages` (None: not installed)."""
     found = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "torch", "numpy", "tensorflow-datasets"):
+    usual = ("tensorflow", "keras", "torch", "numpy", "tensorflow-datasets")
+    for package in (*usual, *packages):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -476,7 +479,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "cpu_flags": flags}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "cpu_flags": flags,
+        "platform": platform.platform(),
+    }
 
 
 def write_result(path, result: dict) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,6 +40,8 @@ VARIANTS = {
     "dcgan attention": ("dcgan", {"attention": True}, False),  # SelfAttention2D
 }
 GENERATORS = ("dcgan", "cdcgan")
+
+EXPORT_PACKAGES = ("tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +157,6 @@ def measure(label, name, options, mixed, fmt, examples, export_dir) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     load_before = os.getloadavg()[0]
-    import tensorflow as tf
 
     table = {
         label: row
@@ -184,11 +184,8 @@ def main(argv=None) -> int:
         "examples": args.examples,
         "results": results,
         "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "versions": _versions(),
+            **_harness.machine(),
+            "versions": _harness.versions(*EXPORT_PACKAGES),
             "load_average_1min_before": load_before,
         },
     }
@@ -207,18 +204,6 @@ def _print_row(result) -> None:
     agreement = result.get("top1_agreement")
     agreement = "" if agreement is None else f"  top-1 {100 * agreement:.2f} %"
     print(head + f"max |diff| {result['max_abs_diff']:.2e}{agreement}", flush=True)
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for package in ("keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 if __name__ == "__main__":

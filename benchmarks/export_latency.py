@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -163,12 +162,8 @@ def main(argv=None) -> int:
         "files": {label: record for label, (_, record) in files.items()},
         "results": results,
         "machine": {
-            "cpu": _cpu_name(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": _keras_version(),
+            **_harness.machine(),
+            "versions": _harness.versions("onnxruntime", "ai-edge-litert"),
             # Shared machines: other work skews the numbers; this says how much.
             "load_average_1min_before": load_before,
         },
@@ -256,9 +251,10 @@ def _interleaved(contenders, inputs, repeats):
 
 def _print_table(report):
     batch = report["batch_size"]
+    machine = report["machine"]
     print(
-        f"{report['model']} {report['input_shape']}, {report['machine']['cpu']} "
-        f"({report['machine']['cpus']} CPUs), TF {report['machine']['tensorflow']}"
+        f"{report['model']} {report['input_shape']}, {machine['cpu']} "
+        f"({machine['cores']} CPUs), TF {machine['versions']['tensorflow']}"
     )
     header = f"{'':30} {'b=1 p50 ms':>11} {'b=1 p99 ms':>11} {f'b={batch} img/s':>13}"
     print(header)
@@ -267,22 +263,6 @@ def _print_table(report):
             f"{label:30} {row['batch1_p50_ms']:11.3f} {row['batch1_p99_ms']:11.3f} "
             f"{row[f'batch{batch}_images_per_second']:13,.0f}"
         )
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _keras_version() -> str:
-    import keras
-
-    return keras.__version__
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -86,12 +84,7 @@ def main(argv=None) -> int:
             "test_accuracy": TARGET_ACCURACY,
             "met": accuracy >= TARGET_ACCURACY,
         },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "load_average": load.report(),
-        },
+        "machine": {**_harness.machine(), "load_average": load.report()},
         "versions": metrics["versions"],
     }
     output = Path(args.output)

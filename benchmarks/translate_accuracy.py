@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -91,12 +90,7 @@ def main(argv=None) -> int:
             "seconds": TARGET_SECONDS,
             "met": exact >= TARGET_EXACT_MATCH and wall <= TARGET_SECONDS,
         },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "load_average": load.report(),
-        },
+        "machine": {**_harness.machine(), "load_average": load.report()},
         "versions": metrics["versions"],
     }
     output = Path(args.output)
