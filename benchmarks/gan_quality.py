@@ -194,6 +194,19 @@ def main(argv=None) -> dict:
     return result
 
 
+def _as_flags(field, value, text) -> list[str]:
+    """The `apps.generate train` words for one --option: a switch alone (or left
+    out when False), a pair such as image_size=32,32 as two words, else the text."""
+    from apps import cli
+
+    flag = cli.flag_name(field)
+    if value is True or value is False:
+        return [flag] if value else []
+    if isinstance(value, tuple):
+        return [flag, *map(str, value)]
+    return [flag, text]
+
+
 def extra_settings(items) -> tuple[dict, dict, list]:
     """`--option` items as (GenerationConfig fields, TrainOptions fields, the same
     as `apps.generate train` flags, for the recorded command).
@@ -218,7 +231,7 @@ def extra_settings(items) -> tuple[dict, dict, list]:
                 f"--option takes FIELD=VALUE or FIELD. Received: {item!r}"
             )
         ((field, value),) = cli.model_options([f"{key}={text or True}"]).items()
-        flags += [cli.flag_name(field), text] if separator else [cli.flag_name(field)]
+        flags += _as_flags(field, value, text)
         if field in OWN_FIELDS:
             raise cli.UsageError(
                 f"--option {item}: {field} is set by this script; {OWN_FIELDS[field]}."

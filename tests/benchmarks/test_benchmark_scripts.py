@@ -229,6 +229,21 @@ def test_gan_quality_options_map_onto_the_config_and_the_training_options():
     assert flags[7:9] == ["--model-option", "use_maxout=False"]
 
 
+def test_gan_quality_records_flags_the_command_parses():
+    """The JSON's training_command must rerun: switches alone, pairs as two words."""
+    import gan_quality
+
+    from apps import generate
+
+    items = ["attention=True", "image_size=32,32", "jit=False", "width=8"]
+    _, options, flags = gan_quality.extra_settings(items)
+    assert options == {"jit": False}
+    argv = ["train", "--model", "dcgan", "--dataset", "fashion_mnist", "--output", "x"]
+    args = generate.build_parser().parse_args([*argv, *flags])
+    assert args.attention is True and not args.jit
+    assert args.image_size == [32, 32] and args.width == 8
+
+
 @pytest.mark.parametrize(
     "item, message",
     [
