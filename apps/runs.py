@@ -44,6 +44,9 @@ class RunDirectory:
     >>> run.open(replace=False)        # after validation: lock (and replace)
     >>> run.close()                    # at the end (also on failure)
 
+    `run.train(kind, chief, work)` is the sequence after `check` that every train
+    command follows.
+
     A subclass may name another `record` file and read its identity
     (`identity_of`): `tuning.search.SearchDirectory` does, for `search.json`.
     """
@@ -140,6 +143,21 @@ class RunDirectory:
         )
 
     # After validation: lock, and replace the old run
+
+    def train(self, kind: str, chief: bool, work):
+        """What a train command does once its checks passed (`kind` from
+        :meth:`check`): a finished run is said to be finished (None); else the chief
+        opens the directory (only the chief writes it), `work()` runs, and the
+        directory is closed, also on failure. Returns what `work` returns."""
+        if kind == "finished":
+            self.say_finished()
+            return None
+        if chief:
+            self.open(replace=kind == "replace")
+        try:
+            return work()
+        finally:
+            self.close()
 
     def open(self, replace: bool = False) -> None:
         """Creates and locks the directory; with `replace`, swaps in a fresh one

@@ -245,13 +245,9 @@ def train(
     with bad_input():  # every check before any training starts
         kind = run.check(overwrite)
         model, spec, augment, strategy = _prepare(config, options)
-    if kind == "finished":
-        run.say_finished()
-        return None
     chief = training.is_chief(strategy)
-    if chief:  # multi-worker: only the chief writes (and locks) the run directory
-        run.open(replace=kind == "replace")
-    try:
+
+    def train_and_test():
         replicas = training.replicas(strategy)
         train_ds, val_ds, test_ds, steps, global_batch = _datasets(
             config, options, spec, augment, model, run_dir, overwrite
@@ -288,8 +284,8 @@ def train(
         }
         runs.write_json(run_dir / "metrics.json", metrics)
         return metrics
-    finally:
-        run.close()
+
+    return run.train(kind, chief, train_and_test)
 
 
 def _prepare(config, options):

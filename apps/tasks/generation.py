@@ -150,15 +150,9 @@ def train(
     with bad_input():  # every check before any training starts
         kind = run.check(overwrite)
         plan = _plan(config, options, run_dir if kind == "resume" else None)
-    if kind == "finished":
-        run.say_finished()
-        return None
-    if plan.chief:  # multi-worker: only the chief writes (and locks) the run directory
-        run.open(replace=kind == "replace")
-    try:
-        return _train(config, plan, run_dir, callbacks, started)
-    finally:
-        run.close()
+    return run.train(
+        kind, plan.chief, lambda: _train(config, plan, run_dir, callbacks, started)
+    )
 
 
 @dataclasses.dataclass

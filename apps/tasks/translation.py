@@ -119,16 +119,11 @@ def train(
         with strategy.scope():
             model = apps.build(config.model, **builder_options)
             compile_translator(model, options)
-    if kind == "finished":
-        run.say_finished()
-        return None
-    chief = training.is_chief(strategy)
-    if chief:  # multi-worker: only the chief writes (and locks) the run directory
-        run.open(replace=kind == "replace")
-    try:
-        return _train(config, options, model, strategy, run_dir, callbacks, started)
-    finally:
-        run.close()
+    return run.train(
+        kind,
+        training.is_chief(strategy),
+        lambda: _train(config, options, model, strategy, run_dir, callbacks, started),
+    )
 
 
 def _completed(options: TrainOptions) -> TrainOptions:
