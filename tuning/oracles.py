@@ -16,6 +16,7 @@ training core, seeded, timed and with its failures logged (tested by
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -66,8 +67,18 @@ class ReconcilingOracle:
         between makes its reload lose a new trial (never run, its values free to
         be drawn again) or run a finished one again. The trial files are the newer
         of the two, so they win: a running trial goes back to the queue, a
-        finished one is recorded as ended, every trial's values count as tried."""
+        finished one is recorded as ended, every trial's values count as tried.
+
+        Keras Tuner's display also needs to have seen each trial begin: ending one
+        whose start the saved state missed raised KeyError (the search stopped). Such
+        a trial's clock starts at the reload."""
         super().reload()
+        display, now = self._display, datetime.datetime.now()
+        if display.search_start is None:
+            display.search_start = now
+        for number, trial_id in enumerate(self.trials, start=1):
+            display.trial_start.setdefault(trial_id, now)
+            display.trial_number.setdefault(trial_id, number)
         for trial_id, trial in self.trials.items():
             values_hash = self._compute_values_hash(trial.hyperparameters.values)
             self._tried_so_far.add(values_hash)

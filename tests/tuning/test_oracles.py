@@ -128,6 +128,24 @@ def test_a_trial_a_worker_finished_after_a_chief_restart_is_not_rerun(kind, tmp_
 
 
 @random_oracles
+def test_a_restarted_chief_shows_the_end_of_a_trial_it_never_saw_begin(
+    kind, tmp_path, capsys
+):
+    """ReconcilingOracle.reload: with its display on (Keras Tuner's default), a
+    chief whose saved state missed a trial's start raised KeyError when it ended."""
+    oracle = _oracle(kind, tmp_path)
+    oracle.save()
+    oracle.save = lambda: None  # killed before the oracle's state is saved
+    running = oracle.create_trial("tuner0")
+    restarted = _reloaded(kind, tmp_path)
+    restarted._display.verbose = 1
+    _end(restarted, running, "COMPLETED")
+    assert f"Trial {list(restarted.trials).index(running.trial_id) + 1} Complete" in (
+        capsys.readouterr().out
+    )
+
+
+@random_oracles
 def test_too_many_failures_are_recorded_and_stop_every_tuner(kind, tmp_path):
     """ReconcilingOracle.end_trial: Keras Tuner raises before recording the trial,
     in the caller only."""
