@@ -825,10 +825,18 @@ def export_classifier_file(
             "preprocessing.json": json.dumps(dict(spec), indent=2) + "\n",
         }
         request = _Request(fmt, name, export_dir, version, force, quantize)
-        converted = _Conversion(function, served, data, expected, "probabilities")
-        converted.classifier, converted.mixed = True, mixed
-        converted.calibration, converted.files = calibration, files
-        converted.description = {"model": model.name, **description}
+        converted = _Conversion(
+            function,
+            served,
+            data,
+            expected,
+            "probabilities",
+            classifier=True,
+            mixed=mixed,
+            calibration=calibration,
+            description={"model": model.name, **description},
+            files=files,
+        )
         return _publish(request, converted, tolerance, max_accuracy_drop)
 
 
@@ -890,9 +898,16 @@ def export_generator_file(
             "calibration": None if calibration is None else calibration.source,
         }
         request = _Request(fmt, name, export_dir, version, force, quantize)
-        converted = _Conversion(function, served, data, expected, "images")
-        converted.mixed, converted.calibration = mixed, calibration
-        converted.description = description
+        converted = _Conversion(
+            function,
+            served,
+            data,
+            expected,
+            "images",
+            mixed=mixed,
+            calibration=calibration,
+            description=description,
+        )
         return _publish(request, converted, tolerance, max_accuracy_drop=None)
 
 
