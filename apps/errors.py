@@ -22,13 +22,17 @@ class BadFileError(RuntimeError):
     `bad_input` leaves it alone."""
 
 
-def require_positive_int(name: str, value) -> None:
-    """Raises a ValueError naming `name` unless `value` is an integer >= 1 (a bool is
-    not; a NumPy integer is)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
+def require_positive_int(name: str, value, minimum: int = 1) -> None:
+    """Raises a ValueError naming `name` unless `value` is an integer >= `minimum`
+    (a bool is not; a NumPy integer is). The suite's one integer check: the
+    training core, the data, decoding and every builder use it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {allowed}. Received: {name}={value!r}")
 
 
 @contextlib.contextmanager

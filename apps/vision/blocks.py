@@ -12,6 +12,8 @@ import os
 import keras
 from keras import layers as kl
 
+from apps.errors import require_positive_int
+
 POOLINGS = (None, "avg", "max")
 # The moving-average momentum of every BatchNormalization layer of the image builders
 # (Keras's convention: moving = momentum * moving + (1 - momentum) * batch). 0.9 is
@@ -40,42 +42,27 @@ def check_choice(argument, value, allowed):
         )
 
 
-def check_positive_int(argument, value, minimum=1):
-    """Raises unless ``value`` is an int >= ``minimum``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        raise ValueError(
-            f"{argument} must be an integer >= {minimum}. "
-            f"Received: {argument}={value!r}"
-        )
+# The builders' integer check is the library's one (same message everywhere).
+check_positive_int = require_positive_int
 
 
-def check_rate(argument, value):
-    """Raises unless ``value`` is a number in [0, 1) (a dropout rate)."""
+def check_rate(argument, value, why=""):
+    """Raises unless ``value`` is a number in [0, 1) (a dropout rate; a momentum,
+    with ``why`` saying what 1 would do)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
         or not 0 <= value < 1
     ):
         raise ValueError(
-            f"{argument} must be a number in [0, 1). Received: {argument}={value!r}"
+            f"{argument} must be a number in [0, 1){why}. "
+            f"Received: {argument}={value!r}"
         )
 
 
 def check_momentum(argument, value):
     """Raises unless ``value`` is a number in [0, 1) (a moving-average momentum)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0 <= value < 1
-    ):
-        raise ValueError(
-            f"{argument} must be a number in [0, 1) (1 would freeze the moving "
-            f"statistics). Received: {argument}={value!r}"
-        )
+    check_rate(argument, value, " (1 would freeze the moving statistics)")
 
 
 def batch_norm(x, name, momentum=BATCH_NORM_MOMENTUM, **kwargs):

@@ -62,7 +62,7 @@ def test_missing_weights_file(name, tmp_path):
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize("classes", [0, -3, 2.5, "10"])
 def test_bad_classes(name, classes):
-    with pytest.raises(ValueError, match="classes must be an integer >= 1"):
+    with pytest.raises(ValueError, match="classes must be a positive integer"):
         apps.build(name, classes=classes)
 
 
@@ -122,7 +122,7 @@ def test_resize_options():
         ("alexnet", {"normalization": "layernorm"}, "normalization must be one of"),
         ("vgg", {"convs_per_stage": ()}, "convs_per_stage must be a non-empty"),
         ("vgg", {"convs_per_stage": (2, 0)}, "convs_per_stage must be"),
-        ("vgg", {"width": 0}, "width must be an integer >= 1"),
+        ("vgg", {"width": 0}, "width must be a positive integer"),
         ("vgg16", {"batch_norm": "yes"}, "batch_norm must be True or False"),
         ("resnet", {"block": "wide"}, "block must be one of"),
         ("resnet", {"blocks_per_stage": "3463"}, "blocks_per_stage must be"),

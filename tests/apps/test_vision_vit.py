@@ -51,7 +51,7 @@ def test_vit_options():
         ({"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
         ({"representation": "cls"}, "representation must be one of"),
         ({"input_shape": (None, None, 1)}, "height and width must be known"),
-        ({"depth": 0}, "depth must be an integer >= 1"),
+        ({"depth": 0}, "depth must be a positive integer"),
     ],
 )
 def test_bad_options(options, message):

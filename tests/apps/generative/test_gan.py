@@ -156,15 +156,15 @@ def test_one_optimizer_for_both_networks_is_refused():
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("dcgan", {"latent_dim": 0}, "latent_dim must be an integer >= 1"),
-        ("mlp_gan", {"latent_dim": -3}, "latent_dim must be an integer >= 1"),
+        ("dcgan", {"latent_dim": 0}, "latent_dim must be a positive integer"),
+        ("mlp_gan", {"latent_dim": -3}, "latent_dim must be a positive integer"),
         ("dcgan", {"input_shape": (27, 27, 1)}, "DCGAN builds images whose sides"),
         ("dcgan", {"input_shape": (6, 6, 3)}, "even sides >= 8"),
         ("cdcgan", {"input_shape": (28, 27, 1)}, "DCGAN builds images"),
         ("dcgan", {"input_shape": (None, None, 3)}, "fixed image size"),
-        ("dcgan", {"width": 0}, "width must be an integer >= 1"),
+        ("dcgan", {"width": 0}, "width must be a positive integer"),
         ("dcgan", {"attention": "yes"}, "attention must be True or False"),
-        ("cdcgan", {"classes": 0}, "classes must be an integer >= 1"),
+        ("cdcgan", {"classes": 0}, "classes must be a positive integer"),
     ],
 )
 def test_bad_builder_arguments(name, kwargs, message):

@@ -73,14 +73,14 @@ def test_variants_take_the_family_options_but_the_cell(name):
 @pytest.mark.parametrize(
     "name, options, message",
     [
-        ("lstm", {"units": 0}, "units must be an integer >= 1"),
-        ("gru", {"depth": 0}, "depth must be an integer >= 1"),
+        ("lstm", {"units": 0}, "units must be a positive integer"),
+        ("gru", {"depth": 0}, "depth must be a positive integer"),
         ("rnn", {"recurrent_dropout": 1.0}, r"recurrent_dropout must be a number"),
         ("lstm", {"dropout": -0.1}, r"dropout must be a number in \[0, 1\)"),
         ("lstm", {"pooling": "avg"}, r"pooling must be one of \(None,\)"),
         ("bilstm", {"input_shape": (28,)}, "input_shape must be"),
         ("lstm", {"input_shape": (28, None, 1)}, "input_shape must be"),
-        ("gru", {"classes": 0}, "classes must be an integer >= 1"),
+        ("gru", {"classes": 0}, "classes must be a positive integer"),
         ("rnn", {"classifier_activation": "nope"}, "classifier_activation must be"),
         ("lstm", {"weights": "imagenet"}, "no pretrained weights"),
     ],

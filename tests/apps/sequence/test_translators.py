@@ -179,9 +179,9 @@ def test_check_source_refuses(raw, message):
     "name, options, message",
     [
         ("transformer", {"d_model": 30, "num_heads": 4}, "multiple of num_heads"),
-        ("transformer", {"num_layers": 0}, "num_layers must be an integer >= 1"),
+        ("transformer", {"num_layers": 0}, "num_layers must be a positive integer"),
         ("transformer", {"dropout": 1}, r"dropout must be a number in \[0, 1\)"),
-        ("attention", {"units": 0}, "units must be an integer >= 1"),
+        ("attention", {"units": 0}, "units must be a positive integer"),
         ("attention", {"attention_units": -2}, "attention_units must be"),
         ("luong", {"source_alphabet": "aab"}, "distinct single characters"),
         ("luong", {"target_alphabet": "0123^"}, "without the START/END markers"),
