@@ -37,6 +37,8 @@ replicas compute what one device computes on the global batch.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import layers as kl
 
@@ -252,15 +254,15 @@ def dcgan_discriminator(
 
 def _dcgan(
     *,
-    input_shape,
-    latent_dim,
-    classes,
-    width,
-    kernel_size,
-    attention,
-    sync_batchnorm,
-    seed,
-    name,
+    input_shape=None,
+    latent_dim=100,
+    classes=None,
+    width=64,
+    kernel_size=5,
+    attention=False,
+    sync_batchnorm=True,
+    seed=None,
+    name="dcgan",
 ):
     _check(input_shape, latent_dim, classes, width, kernel_size, attention, name)
     common = {
@@ -283,74 +285,34 @@ def _dcgan(
     )
 
 
-@register_model(
+# Both variants register with the family's metadata.
+_register = functools.partial(
+    register_model,
     family="dcgan",
-    paper=PAPER,
     task="generation",
     default_input_shape=DEFAULT_INPUT_SHAPE,
     min_input_size=MIN_INPUT_SIZE,
     hyperparameters=HYPERPARAMETERS,
 )
-def dcgan(
-    input_shape=None,
-    latent_dim=100,
-    width=64,
-    kernel_size=5,
-    attention=False,
-    sync_batchnorm=True,
-    seed=None,
-    name="dcgan",
-):
+
+
+@_register(paper=PAPER)
+@blocks.variant(_dcgan, "classes")
+def dcgan(name="dcgan", **options):
     """DCGAN: a `GAN` of the DCGAN generator and discriminator (uncompiled).
 
     Args: see `dcgan_generator`; ``seed`` seeds the GAN's training noise.
     """
-    return _dcgan(
-        input_shape=input_shape,
-        latent_dim=latent_dim,
-        classes=None,
-        width=width,
-        kernel_size=kernel_size,
-        attention=attention,
-        sync_batchnorm=sync_batchnorm,
-        seed=seed,
-        name=name,
-    )
+    return _dcgan(classes=None, name=name, **options)
 
 
-@register_model(
-    family="dcgan",
-    paper=CONDITIONAL_PAPER,
-    task="generation",
-    default_input_shape=DEFAULT_INPUT_SHAPE,
-    min_input_size=MIN_INPUT_SIZE,
-    hyperparameters=HYPERPARAMETERS,
-)
-def cdcgan(
-    input_shape=None,
-    classes=10,
-    latent_dim=100,
-    width=64,
-    kernel_size=5,
-    attention=False,
-    sync_batchnorm=True,
-    seed=None,
-    name="cdcgan",
-):
+@_register(paper=CONDITIONAL_PAPER)
+@blocks.variant(_dcgan)
+def cdcgan(classes=10, name="cdcgan", **options):
     """Class-conditional DCGAN: label embeddings into G's z and D's input.
 
     Args: see `dcgan_generator`; ``classes`` is required (default 10).
     """
     if classes is None:
         raise ValueError("cdcgan needs classes (an int). Received: classes=None")
-    return _dcgan(
-        input_shape=input_shape,
-        latent_dim=latent_dim,
-        classes=classes,
-        width=width,
-        kernel_size=kernel_size,
-        attention=attention,
-        sync_batchnorm=sync_batchnorm,
-        seed=seed,
-        name=name,
-    )
+    return _dcgan(classes=classes, name=name, **options)
