@@ -70,27 +70,34 @@ class RMSpropL2(_CoupledL2, keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with coupled L2 decay."""
 
 
-def make(name: str, learning_rate, weight_decay: float = 0.0, momentum: float = 0.9):
-    """The optimiser `name` (`sgd`, `momentum`, `adam`, `adagrad`, `rmsprop`) with
-    `weight_decay` as its paper meant it (see the module docstring)."""
-    if name == "adam":
+def make(
+    kind: str,
+    learning_rate,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    **keras_options,
+):
+    """The optimiser `kind` (`sgd`, `momentum`, `adam`, `adagrad`, `rmsprop`) with
+    `weight_decay` as its paper meant it (see the module docstring). `keras_options`
+    go to the Keras constructor as they are (`name=`, Adam's `beta_1=`)."""
+    if kind == "adam":
         if not weight_decay:
-            return keras.optimizers.Adam(learning_rate=learning_rate)
+            return keras.optimizers.Adam(learning_rate=learning_rate, **keras_options)
         optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate, weight_decay=weight_decay
+            learning_rate=learning_rate, weight_decay=weight_decay, **keras_options
         )
         optimizer.exclude_from_weight_decay(var_names=list(NOT_DECAYED))
         return optimizer
-    common = {"learning_rate": learning_rate, "l2": weight_decay}
-    if name == "sgd":
+    common = {"learning_rate": learning_rate, "l2": weight_decay, **keras_options}
+    if kind == "sgd":
         return SGDL2(**common)
-    if name == "momentum":
+    if kind == "momentum":
         return SGDL2(momentum=momentum, nesterov=True, **common)
-    if name == "adagrad":
+    if kind == "adagrad":
         return AdagradL2(**common)
-    if name == "rmsprop":
+    if kind == "rmsprop":
         return RMSpropL2(**common)
     raise ValueError(
         "optimizer must be one of ('sgd', 'momentum', 'adam', 'adagrad', "
-        f"'rmsprop'). Received: optimizer={name!r}"
+        f"'rmsprop'). Received: optimizer={kind!r}"
     )

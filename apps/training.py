@@ -156,15 +156,22 @@ def is_chief(strategy) -> bool:
 # Optimiser and compile
 
 
-def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    options: TrainOptions, **keras_options
+) -> keras.optimizers.Optimizer:
     """The optimiser named in `options`; `weight_decay` is coupled L2 for SGD,
     momentum, Adagrad and RMSprop and decoupled for Adam (AdamW), never on biases
-    or normalisation parameters (`apps.optimizers`)."""
+    or normalisation parameters (`apps.optimizers`). `keras_options` (`name=`,
+    Adam's `beta_1=`) go to the Keras constructor."""
     learning_rate = options.resolved_learning_rate
     if options.lr_schedule == "rsqrt":  # per step, in the optimiser
         learning_rate = rsqrt_schedule(options)
     return optimizers.make(
-        options.optimizer, learning_rate, options.weight_decay, options.momentum
+        options.optimizer,
+        learning_rate,
+        options.weight_decay,
+        options.momentum,
+        **keras_options,
     )
 
 

@@ -346,14 +346,13 @@ def make_optimizers(options: TrainOptions, beta_1: float | None = None):
     `beta_1` (default DCGAN's 0.5) where the optimiser is Adam."""
     from apps import training
 
-    pair = []
-    for name in ("d_optimizer", "g_optimizer"):
-        optimizer = training.make_optimizer(options)
-        optimizer.name = name  # before `build`: the slots take it in their paths
-        if options.optimizer == "adam":
-            optimizer.beta_1 = DEFAULT_BETA_1 if beta_1 is None else beta_1
-        pair.append(optimizer)
-    return tuple(pair)
+    adam = {"beta_1": DEFAULT_BETA_1 if beta_1 is None else beta_1}
+    return tuple(
+        training.make_optimizer(
+            options, name=name, **(adam if options.optimizer == "adam" else {})
+        )
+        for name in ("d_optimizer", "g_optimizer")
+    )
 
 
 def builder_options(info, config: GenerationConfig, dataset_info) -> dict:

@@ -140,3 +140,23 @@ def test_l2_penalty_counts_once_on_two_replicas():
     # replica (what the doubled decay gives) differs by 100x that.
     np.testing.assert_allclose(mirrored, single, atol=2e-4)
     assert np.abs(np.array(result["doubled"]) - single).max() > 5e-3
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, WD])
+def test_keras_options_reach_the_adam_constructor(weight_decay):
+    optimizer = optimizers.make(
+        "adam", LR, weight_decay, name="d_optimizer", beta_1=0.5
+    )
+    assert optimizer.name == "d_optimizer"
+    assert optimizer.beta_1 == 0.5
+
+
+def test_the_gan_pair_is_named_and_takes_dcgans_beta_1():
+    from apps.tasks import generation
+
+    options = training.TrainOptions(optimizer="adam", learning_rate=2e-4)
+    d_optimizer, g_optimizer = generation.make_optimizers(options)
+    assert (d_optimizer.name, g_optimizer.name) == ("d_optimizer", "g_optimizer")
+    assert d_optimizer.beta_1 == g_optimizer.beta_1 == generation.DEFAULT_BETA_1
+    sgd = generation.make_optimizers(training.TrainOptions(optimizer="sgd"))[0]
+    assert sgd.name == "d_optimizer" and not hasattr(sgd, "beta_1")
