@@ -4,20 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from probes import StepGroups
 
 from apps import loop, training
-
-
-class BatchRecorder(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.begin = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.calls.append((self.begin, batch))
 
 
 def _data():
@@ -42,7 +31,7 @@ def _train(tmp_path, steps_per_execution, checkpoint_every=None):
         [keras.Input((6,)), keras.layers.Dense(16, "relu"), keras.layers.Dense(3)]
     )
     net = training.compile_classifier(net, options)
-    recorder = BatchRecorder()
+    recorder = StepGroups()
     saved = []
     original_save = loop.RunState.save
 

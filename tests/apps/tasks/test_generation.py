@@ -2,24 +2,11 @@
 
 import keras
 import pytest
+from probes import StepGroups
 
 from apps import optimizers
 from apps.cli import UsageError
 from apps.tasks import generation
-
-
-class _StepGroups(keras.callbacks.Callback):
-    """Records how many training steps each call of the step function ran."""
-
-    def __init__(self):
-        super().__init__()
-        self.groups = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._first = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.groups.append(batch + 1 - self._first)
 
 
 def _tiny(**changes):
@@ -39,7 +26,7 @@ def test_train_calls_the_extra_callback_and_honours_the_options(
         steps_per_execution=2,
         optimizer="sgd",
     )
-    probe = _StepGroups()
+    probe = StepGroups()
     metrics = generation.train(_tiny(), options, tmp_path / "run", [probe])
     assert sum(probe.groups) == 5 and max(probe.groups) == 2  # 2 steps per call
     assert metrics["epochs"] == 1 and metrics["steps_per_epoch"] == 5

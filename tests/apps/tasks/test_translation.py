@@ -3,6 +3,7 @@ flags `python -m apps.translate train` honours through it."""
 
 import keras
 import pytest
+from probes import StepGroups
 
 from apps import cli, training, translate
 from apps.cli import UsageError
@@ -11,22 +12,12 @@ from apps.tasks import translation
 TINY_MODEL = {"num_layers": 1, "d_model": 16, "feed_forward_dim": 32}
 
 
-class _Probe(keras.callbacks.Callback):
+class _Probe(StepGroups):
     """Records the steps per call and the compute policy, and makes the validation
     loss flat, so that early stopping with patience 1 stops after epoch 2."""
 
-    def __init__(self):
-        super().__init__()
-        self.groups = []
-
     def on_train_begin(self, logs=None):
         self.policy = self.model.dtype_policy.name
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._first = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.groups.append(batch + 1 - self._first)
 
     def on_epoch_end(self, epoch, logs=None):
         logs["val_loss"] = 1.0  # seen by the core's callbacks, which come after
