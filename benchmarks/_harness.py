@@ -40,6 +40,7 @@ fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import json
@@ -415,6 +416,32 @@ def parser(doc: str, result: str) -> argparse.ArgumentParser:
         "--output", default=str(RESULTS / f"{result}.json"), help="the JSON written"
     )
     return made
+
+
+def add_training_flags(
+    parser: argparse.ArgumentParser, option_help: str, metavar: str = "FIELD=VALUE"
+) -> None:
+    """The flags of a benchmark that trains: repeatable ``--option`` (more training
+    settings; ``option_help`` says which) and ``--run-dir``."""
+    parser.add_argument(
+        "--option", action="append", default=[], metavar=metavar, help=option_help
+    )
+    parser.add_argument(
+        "--run-dir",
+        help="keep the run directory (or directories) here; default: a temporary "
+        "one, removed afterwards",
+    )
+
+
+@contextlib.contextmanager
+def run_directory(kept: str | None, prefix: str):
+    """Where a benchmark trains: ``kept`` (its ``--run-dir``), left in place, or a
+    temporary directory that is removed afterwards, also when the run fails."""
+    if kept:
+        yield Path(kept)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as made:
+        yield Path(made)
 
 
 def envelope(benchmark: str, script: str, argv) -> dict:

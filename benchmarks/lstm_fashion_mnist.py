@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,15 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _harness.parser(__doc__, "lstm_fashion_mnist")
     parser.add_argument("--model", default="lstm", help="rnn, lstm, gru or bilstm")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="more train settings, a ClassificationConfig or TrainOptions field, "
+    _harness.add_training_flags(
+        parser,
+        "more train settings, a ClassificationConfig or TrainOptions field, "
         "e.g. --option=batch_size=64 or --option=--batch-size=64",
     )
-    parser.add_argument("--run-dir", help="keep the run directory here")
     return parser
 
 
@@ -50,53 +44,52 @@ def main(argv=None) -> int:
     import apps.sequence  # noqa: F401  (registers the recurrent classifiers)
     from apps import cli
 
-    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="lstm-fashion-mnist-"))
-    settings = {
-        "model": args.model,
-        "dataset": "fashion_mnist",
-        "epochs": args.epochs,
-        "seed": 0,
-        **cli.model_options(option.lstrip("-") for option in args.option),
-    }
+    with _harness.run_directory(args.run_dir, "lstm-fashion-mnist-") as run_dir:
+        settings = {
+            "model": args.model,
+            "dataset": "fashion_mnist",
+            "epochs": args.epochs,
+            "seed": 0,
+            **cli.model_options(option.lstrip("-") for option in args.option),
+        }
 
-    with _harness.LoadSampler(10) as load:
-        started = time.perf_counter()
-        code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
-        wall = time.perf_counter() - started
-    if code != 0:
-        print(f"training failed with exit code {code}", file=sys.stderr)
-        return code
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    accuracy = metrics["test_accuracy"]
-    result = {
-        "benchmark": "lstm_fashion_mnist",
-        "settings": settings,
-        "model": args.model,
-        "test_accuracy": accuracy,
-        "test_top5": metrics["test_top5"],
-        "test_examples": metrics["test_examples"],
-        "epochs": metrics["epochs"],
-        "wall_seconds": round(wall, 1),
-        "images_per_second": metrics["images_per_second"],
-        "parameters": metrics["parameters"],
-        "final": metrics["final"],
-        "target": {
-            "test_accuracy": TARGET_ACCURACY,
-            "met": accuracy >= TARGET_ACCURACY,
-        },
-        "machine": {**_harness.machine(), "load_average": load.report()},
-        "versions": metrics["versions"],
-    }
-    output = Path(args.output)
-    _harness.write_result(output, result)
-    print(
-        f"{args.model}: test accuracy {accuracy:.2%} after {metrics['epochs']} epochs "
-        f"in {wall:.0f} s (target >= {TARGET_ACCURACY:.0%}: "
-        f"{'met' if result['target']['met'] else 'NOT met'}). Wrote {output}"
-    )
-    if not args.run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return 0 if result["target"]["met"] else 1
+        with _harness.LoadSampler(10) as load:
+            started = time.perf_counter()
+            code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
+            wall = time.perf_counter() - started
+        if code != 0:
+            print(f"training failed with exit code {code}", file=sys.stderr)
+            return code
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        accuracy = metrics["test_accuracy"]
+        result = {
+            "benchmark": "lstm_fashion_mnist",
+            "settings": settings,
+            "model": args.model,
+            "test_accuracy": accuracy,
+            "test_top5": metrics["test_top5"],
+            "test_examples": metrics["test_examples"],
+            "epochs": metrics["epochs"],
+            "wall_seconds": round(wall, 1),
+            "images_per_second": metrics["images_per_second"],
+            "parameters": metrics["parameters"],
+            "final": metrics["final"],
+            "target": {
+                "test_accuracy": TARGET_ACCURACY,
+                "met": accuracy >= TARGET_ACCURACY,
+            },
+            "machine": {**_harness.machine(), "load_average": load.report()},
+            "versions": metrics["versions"],
+        }
+        output = Path(args.output)
+        _harness.write_result(output, result)
+        print(
+            f"{args.model}: test accuracy {accuracy:.2%} after "
+            f"{metrics['epochs']} epochs in {wall:.0f} s "
+            f"(target >= {TARGET_ACCURACY:.0%}: "
+            f"{'met' if result['target']['met'] else 'NOT met'}). Wrote {output}"
+        )
+        return 0 if result["target"]["met"] else 1
 
 
 def _train(settings, run_dir) -> int:

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,72 +38,70 @@ LOAD_SAMPLE_SECONDS = 10
 def build_parser() -> argparse.ArgumentParser:
     parser = _harness.parser(__doc__, "translate_accuracy")
     parser.add_argument("--model", help="a translator (default: the command's)")
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
+    _harness.add_training_flags(
+        parser,
+        "more `apps.translate train` flags, e.g. --option=--epochs=5",
         metavar="FLAG=VALUE",
-        help="more `apps.translate train` flags, e.g. --option=--epochs=5",
     )
-    parser.add_argument("--run-dir", help="keep the run directory here")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="translate-accuracy-"))
-    command = [sys.executable, "-m", "apps.translate", "train"]
-    if args.model:
-        command += ["--model", args.model]
-    for option in args.option:
-        flag, _, value = option.partition("=")
-        command += [flag, value] if value else [flag]
-    command += ["--overwrite", "--output", str(run_dir)]
+    with _harness.run_directory(args.run_dir, "translate-accuracy-") as run_dir:
+        command = [sys.executable, "-m", "apps.translate", "train"]
+        if args.model:
+            command += ["--model", args.model]
+        for option in args.option:
+            flag, _, value = option.partition("=")
+            command += [flag, value] if value else [flag]
+        command += ["--overwrite", "--output", str(run_dir)]
 
-    with _harness.LoadSampler(LOAD_SAMPLE_SECONDS) as load:
-        started = time.perf_counter()
-        finished = subprocess.run(command, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-    if finished.returncode != 0:
-        print(finished.stdout[-3000:], finished.stderr[-3000:], file=sys.stderr)
-        print(f"training failed with exit code {finished.returncode}", file=sys.stderr)
-        return finished.returncode
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    exact = metrics["test_exact_match"]
-    result = {
-        "benchmark": "translate_accuracy",
-        "command": " ".join(["python", *command[1:]]),
-        "model": metrics["model"],
-        "test_exact_match": exact,
-        "test_examples": metrics["test_examples"],
-        "test_errors": metrics["test_errors"],
-        "wall_seconds": round(wall, 1),
-        "train_seconds": round(metrics["train_seconds"], 1),
-        "epochs": metrics["epochs"],
-        "examples_per_second": metrics["examples_per_second"],
-        "parameters": metrics["parameters"],
-        "final": metrics["final"],
-        "target": {
-            "exact_match": TARGET_EXACT_MATCH,
-            "seconds": TARGET_SECONDS,
-            "met": exact >= TARGET_EXACT_MATCH and wall <= TARGET_SECONDS,
-        },
-        "machine": {**_harness.machine(), "load_average": load.report()},
-        "versions": metrics["versions"],
-    }
-    output = Path(args.output)
-    _harness.write_result(output, result)
-    mean_load = load.report()["one_minute_samples"]["mean"]
-    print(
-        f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
-        f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "
-        f"in {TARGET_SECONDS} s: {'met' if result['target']['met'] else 'NOT met'}); "
-        f"load average during the run {mean_load:.2f} on "
-        f"{os.cpu_count()} CPUs. Wrote {output}"
-    )
-    if not args.run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return 0 if result["target"]["met"] else 1
+        with _harness.LoadSampler(LOAD_SAMPLE_SECONDS) as load:
+            started = time.perf_counter()
+            finished = subprocess.run(command, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+        if finished.returncode != 0:
+            print(finished.stdout[-3000:], finished.stderr[-3000:], file=sys.stderr)
+            print(
+                f"training failed with exit code {finished.returncode}", file=sys.stderr
+            )
+            return finished.returncode
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        exact = metrics["test_exact_match"]
+        result = {
+            "benchmark": "translate_accuracy",
+            "command": " ".join(["python", *command[1:]]),
+            "model": metrics["model"],
+            "test_exact_match": exact,
+            "test_examples": metrics["test_examples"],
+            "test_errors": metrics["test_errors"],
+            "wall_seconds": round(wall, 1),
+            "train_seconds": round(metrics["train_seconds"], 1),
+            "epochs": metrics["epochs"],
+            "examples_per_second": metrics["examples_per_second"],
+            "parameters": metrics["parameters"],
+            "final": metrics["final"],
+            "target": {
+                "exact_match": TARGET_EXACT_MATCH,
+                "seconds": TARGET_SECONDS,
+                "met": exact >= TARGET_EXACT_MATCH and wall <= TARGET_SECONDS,
+            },
+            "machine": {**_harness.machine(), "load_average": load.report()},
+            "versions": metrics["versions"],
+        }
+        output = Path(args.output)
+        _harness.write_result(output, result)
+        mean_load = load.report()["one_minute_samples"]["mean"]
+        print(
+            f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
+            f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "
+            f"in {TARGET_SECONDS} s: "
+            f"{'met' if result['target']['met'] else 'NOT met'}); "
+            f"load average during the run {mean_load:.2f} on "
+            f"{os.cpu_count()} CPUs. Wrote {output}"
+        )
+        return 0 if result["target"]["met"] else 1
 
 
 if __name__ == "__main__":
