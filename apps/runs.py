@@ -206,26 +206,14 @@ class RunDirectory:
         try:
             self._created = not path.exists() or self._created
             path.mkdir(parents=True, exist_ok=True)
-            lock = open(path / LOCK, "a+")
+            self._lock = lock_with_pid(path / LOCK)
+        except LockHeld as held:
+            raise UsageError(_in_use(path, held.holder)) from None
         except OSError as error:
             raise UsageError(
                 f"cannot create --output {path}: {error.strerror or error}. Choose a "
                 "directory you can write to."
             ) from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            lock.seek(0)
-            holder = lock.read().strip()
-            lock.close()
-            raise UsageError(_in_use(path, holder)) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
-        self._lock = lock
 
     def close(self) -> None:
         """Releases the lock; a directory this command created and left with
@@ -290,6 +278,39 @@ def write_record(run_dir, command: str, arguments, options, strategy=None, **ext
         record["strategy"] = type(strategy).__name__
         record["replicas"] = training.replicas(strategy)
     write_json(Path(run_dir) / RECORD, record)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock: ``holder`` is the pid it wrote, or ``""``."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def lock_with_pid(path):
+    """Opens (creating) `path`, takes an exclusive `fcntl.flock` on it without
+    waiting and writes our pid in it; the open file holds the lock until closed.
+
+    Raises:
+        OSError: `path` cannot be created.
+        LockHeld: another process holds the lock.
+    """
+    lock = open(path, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        lock.seek(0)
+        holder = lock.read().strip()
+        lock.close()
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        raise LockHeld(holder) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 # Files in a run directory are written whole or not at all: a kill mid-write leaves

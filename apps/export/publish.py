@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import re
 import shutil
@@ -36,6 +35,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from apps.runs import LockHeld, lock_with_pid
 
 # Staging and swapped-out directories live beside the versions; TF Serving ignores
 # them because their names are not integers. The pid says whether their owner lives.
@@ -205,30 +206,18 @@ def export_lock(export_dir: str | os.PathLike, name: str):
 def _acquire(path: Path, name: str):
     """The open, flock-ed lock file with our pid in it; ExportError if held."""
     try:
-        lock = open(path, "a+")
+        return lock_with_pid(path)
+    except LockHeld as held:
+        raise ExportError(
+            f"export name {name!r} in {path.parent} is in use by pid "
+            f"{held.holder or 'unknown'} (another export of it is running); wait "
+            "for it to finish or choose another --name."
+        ) from None
     except OSError as error:
         raise ExportError(
             f"cannot create {path}: {error.strerror or error}. Choose an export "
             "directory you can write to (--export-dir)."
         ) from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        lock.seek(0)
-        holder = lock.read().strip() or "unknown"
-        lock.close()
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        raise ExportError(
-            f"export name {name!r} in {path.parent} is in use by pid {holder} "
-            "(another export of it is running); wait for it to finish or choose "
-            "another --name."
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return lock
 
 
 def _publish(staging: _Staging) -> None:
