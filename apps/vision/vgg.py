@@ -136,7 +136,7 @@ RECIPES = {
         chosen_by=chosen_by,
     )
     # cpu budgets: 2x350 / 2x200 / 2x200 reached 81.06 / 74.26 / 63.06 % in 13-17
-    # min with val tracking train (zoo at 3c46182); these fill ~35 min.
+    # min with val tracking train (zoo at 3c46182); these took 27-33 min (zoo rows).
     for name, learning_rate, epochs, steps_per_epoch, chosen_by in (
         ("vgg11", 1e-4, 5, 350, "5x350 steps reached 88.37 % (zoo at d3c62be)"),
         (
