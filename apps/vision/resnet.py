@@ -201,11 +201,13 @@ RECIPES = {
         cpu_budget=cpu_budget,
         input="28x28 as it is (small_inputs=True stem)",
         chosen_by="provisional; ResNet-18 with Adam 1e-3 reached 88.00 % after 3x100 "
-        "steps of 64 (python benchmarks/batch_norm.py) and 86.89 % after 2x200 of "
-        "128 in 21 min (zoo at 3c46182), so its cpu budget is 4x200",
+        "steps of 64 (python benchmarks/batch_norm.py), 86.89 % after 2x200 of 128 "
+        "(zoo at 3c46182) and 90.99 % after 4x200 (zoo at c401c5d, 44 images/s on "
+        "a loaded machine); idle it trains at 60-66 images/s, so its cpu budget is "
+        "5x220",
     )
     for name, cpu_budget in (
-        ("resnet18", {"epochs": 4, "steps_per_epoch": 200}),
+        ("resnet18", {"epochs": 5, "steps_per_epoch": 220}),
         ("resnet34", {"epochs": 1, "steps_per_epoch": 200}),
         ("resnet50", {"epochs": 1, "steps_per_epoch": 200}),
     )
