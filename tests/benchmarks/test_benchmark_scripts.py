@@ -193,7 +193,8 @@ def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatc
 
     budget = apps.get_model_info("resnet18").recipe.cpu_budget
     expected = ["--epochs", str(budget["epochs"])]
-    assert commands[0][-4:] == [*expected, "--steps-per-epoch", "200"]
+    steps = ["--steps-per-epoch", str(budget["steps_per_epoch"])]
+    assert commands[0][-4:] == [*expected, *steps]
 
 
 def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
