@@ -14,7 +14,8 @@ in ``chosen_by`` which measurement it rests on (``benchmarks/zoo.py`` measures t
 all), or that it is provisional.
 
 Budgets: ``full`` is the recipe itself (meant for a GPU); ``cpu`` cuts it to what a
-2-core CPU trains in about 45 minutes (``cpu_budget``: epochs and steps per epoch).
+2-core CPU trains in about 45 minutes (``cpu_budget``: epochs and steps per epoch,
+and the augmentation where a run that short learns more without it).
 
 >>> recipe = Recipe(epochs=20, learning_rate=2e-3, augment="flip")
 >>> resolved, sources = resolve(recipe, {"epochs": 3, "batch_size": None})
@@ -48,6 +49,7 @@ DEFAULTS = types.MappingProxyType(
     }
 )
 TRAINING_FIELDS = tuple(DEFAULTS)
+CPU_BUDGET_KEYS = ("epochs", "steps_per_epoch", "augment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,8 @@ class Recipe:
             ``input``).
         model_options: builder keyword arguments (``{"small_inputs": True}``).
         cpu_budget: ``{"epochs": E, "steps_per_epoch": S}`` of the ``cpu`` budget
-            (empty: the recipe fits in it as it is).
+            (empty: the recipe fits in it as it is), optionally with ``"augment"``
+            (``"none"``: a model that underfits in a few epochs of augmented data).
         input: how a 28x28 image reaches the network, in words.
         chosen_by: the measurement the recipe rests on, or "provisional: ...".
     """
@@ -103,17 +106,30 @@ class Recipe:
                 )
             for side in self.image_size:
                 _check_positive("image_size", side)
-        unknown = sorted(set(self.cpu_budget) - {"epochs", "steps_per_epoch"})
-        if unknown:
-            raise ValueError(
-                f"cpu_budget takes 'epochs' and 'steps_per_epoch'. Received: {unknown}"
-            )
-        for key, value in self.cpu_budget.items():
-            _check_positive(f"cpu_budget[{key!r}]", value)
+        self._check_cpu_budget()
         # Frozen all the way down.
         for name in ("model_options", "cpu_budget"):
             value = types.MappingProxyType(dict(getattr(self, name)))
             object.__setattr__(self, name, value)
+
+    def _check_cpu_budget(self):
+        unknown = sorted(set(self.cpu_budget) - set(CPU_BUDGET_KEYS))
+        if unknown:
+            raise ValueError(
+                f"cpu_budget takes {', '.join(map(repr, CPU_BUDGET_KEYS))}. "
+                f"Received: {unknown}"
+            )
+        for key, value in self.cpu_budget.items():
+            if key == "augment":
+                from apps.data.images import parse_augment
+
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"cpu_budget['augment'] must be a string. Received: {value!r}"
+                    )
+                parse_augment(value)
+            else:
+                _check_positive(f"cpu_budget[{key!r}]", value)
 
     def training(self) -> dict:
         """The training fields the recipe sets (those left ``None`` omitted)."""
@@ -125,7 +141,8 @@ class Recipe:
 
     def budget(self, name: str) -> dict:
         """Epochs and steps per epoch of a budget: ``"full"`` is the recipe's whole
-        schedule (``steps_per_epoch`` None: every batch), ``"cpu"`` the cut."""
+        schedule (``steps_per_epoch`` None: every batch), ``"cpu"`` the cut (with
+        ``"augment"`` where the cut trains with other augmentation)."""
         if name not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}. Received: {name!r}")
         full = {

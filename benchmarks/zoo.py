@@ -244,6 +244,7 @@ def _command(name, seed, run_dir, budget) -> list[str]:
         dataset="fashion_mnist",
         seed=seed,
         output=run_dir,
+        augment=budget.get("augment"),
         epochs=budget["epochs"],
         steps_per_epoch=budget["steps_per_epoch"] or None,
     )

@@ -207,7 +207,8 @@ RECIPES = {
         "82 images/s, 92.60 % validation)",
     )
     for name, cpu_budget in (
-        ("resnet18", {"epochs": 5, "steps_per_epoch": 220}),
+        # Augmented, 5x220 underfit (91.1 % training < 92.6 % validation).
+        ("resnet18", {"epochs": 6, "steps_per_epoch": 220, "augment": "none"}),
         ("resnet34", {"epochs": 1, "steps_per_epoch": 200}),
         ("resnet50", {"epochs": 1, "steps_per_epoch": 200}),
     )
