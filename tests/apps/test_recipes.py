@@ -52,6 +52,20 @@ def test_budgets():
         recipe.budget("gpu")
 
 
+def test_cpu_budget_may_train_with_other_augmentation():
+    recipe = recipes.Recipe(
+        epochs=30, augment="flip", cpu_budget={"epochs": 2, "augment": "none"}
+    )
+    assert recipe.budget("cpu") == {
+        "epochs": 2,
+        "steps_per_epoch": None,
+        "augment": "none",
+    }
+    # The full budget is the recipe's own augmentation, not the cut's.
+    assert "augment" not in recipe.budget("full")
+    assert recipe.training()["augment"] == "flip"
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [
@@ -63,6 +77,8 @@ def test_budgets():
         ({"image_size": (28,)}, "image_size must be"),
         ({"cpu_budget": {"hours": 1}}, "cpu_budget takes"),
         ({"cpu_budget": {"epochs": 0}}, "must be a positive integer"),
+        ({"cpu_budget": {"augment": 3}}, r"cpu_budget\['augment'\] must be a string"),
+        ({"cpu_budget": {"augment": "blur"}}, "augment must name"),
     ],
 )
 def test_bad_recipes_are_refused(fields, message):

@@ -195,6 +195,8 @@ def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatc
     expected = ["--epochs", str(budget["epochs"])]
     steps = ["--steps-per-epoch", str(budget["steps_per_epoch"])]
     assert commands[0][-4:] == [*expected, *steps]
+    # The cut trains with the augmentation its budget names.
+    assert commands[0][-6:-4] == ["--augment", budget["augment"]]
 
 
 def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
