@@ -99,6 +99,9 @@ RECIPES = {
         epochs=30,
         learning_rate=1e-3,
         augment="flip",
+        # Inception v3's regulariser (Szegedy et al., 2016, section 7: eps 0.1),
+        # not v1's; being measured at the cpu budget against 93.14 % without it.
+        label_smoothing=0.1,
         model_options={"batch_norm": True},
         # Like resnet18's: a few epochs learn more without the flips.
         cpu_budget={"epochs": 9, "steps_per_epoch": 320, "augment": "none"},
