@@ -91,101 +91,117 @@ def main(argv=None) -> dict:
     from apps import cli
 
     try:
-        config_fields, option_fields, extra = extra_settings(args.option)
+        settings = extra_settings(args.option)
     except cli.UsageError as error:
         parser.error(str(error))  # exit 2, before anything runs
+    with _harness.run_directory(args.run_dir, "gan-quality-") as run_dir:
+        return _measure(args, settings, run_dir, argv)
+
+
+def _measure(args, settings, run_dir: Path, argv) -> dict:
+    """Trains in `run_dir` with the `--option` settings (as `extra_settings` reads
+    them), measures the quality and writes the result file."""
+    config_fields, option_fields, extra = settings
+    from apps import cli
     from apps.generative import quality
 
-    with _harness.run_directory(args.run_dir, "gan-quality-") as run_dir:
-        command = [
-            "train",
-            "--model",
-            args.model,
-            "--dataset",
-            "fashion_mnist",
-            "--epochs",
-            str(args.epochs),
-            "--batch-size",
-            str(args.batch_size),
-            "--d-steps",
-            str(args.d_steps),
-            "--quality-samples",
-            str(args.quality_samples),
-            "--seed",
-            str(args.seed),
-            "--overwrite",
-            "--output",
-            str(run_dir),
-            *extra,
-        ]
-        if args.steps_per_epoch:
-            command += ["--steps-per-epoch", str(args.steps_per_epoch)]
-        classifier = quality.ensure_classifier(  # timed apart: once, then cached
-            "fashion_mnist",
-            epochs=args.classifier_epochs,
-            steps_per_epoch=args.classifier_steps,
-        )
-        floor = real_vs_real_fid(classifier, args.quality_samples)
-        result = _harness.envelope(
-            "gan_quality", __file__, sys.argv[1:] if argv is None else argv
-        )
-        with _harness.LoadSampler() as load:
-            started = time.perf_counter()
-            job = (args, config_fields, option_fields, run_dir)
-            code = cli.run_command(_train, job)
-            wall = time.perf_counter() - started
-        if code != 0:
-            raise SystemExit(f"training failed with exit code {code}")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        classifier_metrics = json.loads(
-            (classifier.parent / "metrics.json").read_text()
-        )
-        from apps.tasks.generation import QUALITY_FIGURES
+    command = _training_command(args, run_dir, extra)
+    classifier = quality.ensure_classifier(  # timed apart: once, then cached
+        "fashion_mnist",
+        epochs=args.classifier_epochs,
+        steps_per_epoch=args.classifier_steps,
+    )
+    floor = real_vs_real_fid(classifier, args.quality_samples)
+    result = _harness.envelope(
+        "gan_quality", __file__, sys.argv[1:] if argv is None else argv
+    )
+    with _harness.LoadSampler() as load:
+        started = time.perf_counter()
+        job = (args, config_fields, option_fields, run_dir)
+        code = cli.run_command(_train, job)
+        wall = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"training failed with exit code {code}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    classifier_metrics = json.loads((classifier.parent / "metrics.json").read_text())
+    from apps.tasks.generation import QUALITY_FIGURES
 
-        keys = ("epoch", *QUALITY_FIGURES, *LOSS_KEYS)
-        epochs = [{key: row.get(key) for key in keys} for row in metrics["per_epoch"]]
-        for row, seconds in zip(epochs, metrics["seconds_per_epoch"], strict=False):
-            row["train_seconds"] = seconds
-        result.update(
-            {
-                "training_command": "python -m apps.generate " + " ".join(command),
-                "model": args.model,
-                "dataset": "fashion_mnist",
-                "budget": {
-                    "epochs": args.epochs,
-                    "steps_per_epoch": metrics["steps_per_epoch"],
-                    "batch_size": args.batch_size,
-                    "d_steps": args.d_steps,
-                    "real_images_seen": args.epochs
-                    * metrics["steps_per_epoch"]
-                    * metrics["images_per_step"],
-                    "quality_samples": args.quality_samples,
-                },
-                "epochs": epochs,
-                "seconds_per_epoch": metrics["seconds_per_epoch"],
-                "images_per_second": metrics["images_per_second"],
-                "wall_seconds": round(wall, 1),
-                "best_fid": metrics.get("best_fid"),
-                "real_vs_real_fid": floor,
-                "parameters": metrics["parameters"],
-                "quality_classifier": {
-                    "model": quality.CLASSIFIER_MODEL,
-                    "path": str(classifier),
-                    "test_accuracy": classifier_metrics.get("test_accuracy"),
-                    "epochs": classifier_metrics.get("epochs"),
-                },
-                "load_average": load.report(),
-            }
+    keys = ("epoch", *QUALITY_FIGURES, *LOSS_KEYS)
+    epochs = [{key: row.get(key) for key in keys} for row in metrics["per_epoch"]]
+    for row, seconds in zip(epochs, metrics["seconds_per_epoch"], strict=False):
+        row["train_seconds"] = seconds
+    result.update(
+        {
+            "training_command": "python -m apps.generate " + " ".join(command),
+            "model": args.model,
+            "dataset": "fashion_mnist",
+            "budget": {
+                "epochs": args.epochs,
+                "steps_per_epoch": metrics["steps_per_epoch"],
+                "batch_size": args.batch_size,
+                "d_steps": args.d_steps,
+                "real_images_seen": args.epochs
+                * metrics["steps_per_epoch"]
+                * metrics["images_per_step"],
+                "quality_samples": args.quality_samples,
+            },
+            "epochs": epochs,
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "images_per_second": metrics["images_per_second"],
+            "wall_seconds": round(wall, 1),
+            "best_fid": metrics.get("best_fid"),
+            "real_vs_real_fid": floor,
+            "parameters": metrics["parameters"],
+            "quality_classifier": {
+                "model": quality.CLASSIFIER_MODEL,
+                "path": str(classifier),
+                "test_accuracy": classifier_metrics.get("test_accuracy"),
+                "epochs": classifier_metrics.get("epochs"),
+            },
+            "load_average": load.report(),
+        }
+    )
+    _print_epochs(epochs, floor)
+    _harness.write_result(args.output, result)
+    return result
+
+
+def _training_command(args, run_dir: Path, extra) -> list[str]:
+    """The `apps.generate` words the benchmark's training matches (recorded)."""
+    command = [
+        "train",
+        "--model",
+        args.model,
+        "--dataset",
+        "fashion_mnist",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--d-steps",
+        str(args.d_steps),
+        "--quality-samples",
+        str(args.quality_samples),
+        "--seed",
+        str(args.seed),
+        "--overwrite",
+        "--output",
+        str(run_dir),
+        *extra,
+    ]
+    if args.steps_per_epoch:
+        command += ["--steps-per-epoch", str(args.steps_per_epoch)]
+    return command
+
+
+def _print_epochs(epochs, floor) -> None:
+    print(f"\n{'epoch':>5} {'FID':>9} {'IS':>6} {'covered':>8} {'train s':>8}")
+    for row in epochs:
+        print(
+            f"{row['epoch']:>5} {row['fid']:>9.3f} {row['inception_score']:>6.3f} "
+            f"{row['class_coverage']:>8.0%} {row.get('train_seconds') or 0:>8.1f}"
         )
-        print(f"\n{'epoch':>5} {'FID':>9} {'IS':>6} {'covered':>8} {'train s':>8}")
-        for row in epochs:
-            print(
-                f"{row['epoch']:>5} {row['fid']:>9.3f} {row['inception_score']:>6.3f} "
-                f"{row['class_coverage']:>8.0%} {row.get('train_seconds') or 0:>8.1f}"
-            )
-        print(f"real vs real (the floor): FID {floor:.3f}")
-        _harness.write_result(args.output, result)
-        return result
+    print(f"real vs real (the floor): FID {floor:.3f}")
 
 
 def _as_flags(field, value, text) -> list[str]:

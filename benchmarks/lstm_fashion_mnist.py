@@ -42,28 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import apps.sequence  # noqa: F401  (registers the recurrent classifiers)
-    from apps import cli
 
     with _harness.run_directory(args.run_dir, "lstm-fashion-mnist-") as run_dir:
-        settings = {
-            "model": args.model,
-            "dataset": "fashion_mnist",
-            "epochs": args.epochs,
-            "seed": 0,
-            **cli.model_options(option.lstrip("-") for option in args.option),
-        }
+        return _measure(args, run_dir, sys.argv[1:] if argv is None else argv)
 
-        with _harness.LoadSampler(10) as load:
-            started = time.perf_counter()
-            code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
-            wall = time.perf_counter() - started
-        if code != 0:
-            print(f"training failed with exit code {code}", file=sys.stderr)
-            return code
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        accuracy = metrics["test_accuracy"]
-        result = {
-            "benchmark": "lstm_fashion_mnist",
+
+def _measure(args, run_dir: Path, argv) -> int:
+    """Trains in `run_dir`, writes the result file; 0 when the target is met."""
+    from apps import cli
+
+    settings = {
+        "model": args.model,
+        "dataset": "fashion_mnist",
+        "epochs": args.epochs,
+        "seed": 0,
+        **cli.model_options(option.lstrip("-") for option in args.option),
+    }
+
+    with _harness.LoadSampler(10) as load:
+        started = time.perf_counter()
+        code = cli.run_command(lambda job: _train(*job), (settings, run_dir))
+        wall = time.perf_counter() - started
+    if code != 0:
+        print(f"training failed with exit code {code}", file=sys.stderr)
+        return code
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    accuracy = metrics["test_accuracy"]
+    result = _harness.envelope("lstm_fashion_mnist", __file__, argv)
+    result.update(
+        {
             "settings": settings,
             "model": args.model,
             "test_accuracy": accuracy,
@@ -78,18 +85,18 @@ def main(argv=None) -> int:
                 "test_accuracy": TARGET_ACCURACY,
                 "met": accuracy >= TARGET_ACCURACY,
             },
-            "machine": {**_harness.machine(), "load_average": load.report()},
-            "versions": metrics["versions"],
+            "load_average": load.report(),
         }
-        output = Path(args.output)
-        _harness.write_result(output, result)
-        print(
-            f"{args.model}: test accuracy {accuracy:.2%} after "
-            f"{metrics['epochs']} epochs in {wall:.0f} s "
-            f"(target >= {TARGET_ACCURACY:.0%}: "
-            f"{'met' if result['target']['met'] else 'NOT met'}). Wrote {output}"
-        )
-        return 0 if result["target"]["met"] else 1
+    )
+    output = Path(args.output)
+    _harness.write_result(output, result)
+    print(
+        f"{args.model}: test accuracy {accuracy:.2%} after "
+        f"{metrics['epochs']} epochs in {wall:.0f} s "
+        f"(target >= {TARGET_ACCURACY:.0%}: "
+        f"{'met' if result['target']['met'] else 'NOT met'}). Wrote {output}"
+    )
+    return 0 if result["target"]["met"] else 1
 
 
 def _train(settings, run_dir) -> int:

@@ -68,57 +68,60 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     argv = argv if argv is not None else sys.argv[1:]
     with _harness.run_directory(args.run_dir, "bench-tta-") as work:
-        labels = [
-            t.strip() or "baseline" for t in args.variants.split(";") if t.strip()
-        ]
-        from apps import cli
+        return _measure(args, work, argv)
 
-        extra = cli.model_options(option.lstrip("-") for option in args.option)
-        specs, run_dirs = {}, {}
-        for label in labels:
-            variant = _harness.parse_variant(label)
-            name = _harness.variant_label(variant)
-            run_dirs[name] = work / f"run-{len(run_dirs)}"
-            settings = {**README_SETTINGS, "epochs": args.epochs, "seed": 0, **extra}
-            specs[name] = (
-                "_sides",
-                "classify_run",
-                variant,
-                {
-                    "settings": settings,
-                    "run_dir": str(run_dirs[name]),
-                    "test_each_epoch": args.test_each_epoch,
-                },
+
+def _measure(args, work: Path, argv) -> dict:
+    """Trains the variants side by side in `work` and writes the result file."""
+    labels = [t.strip() or "baseline" for t in args.variants.split(";") if t.strip()]
+    from apps import cli
+
+    extra = cli.model_options(option.lstrip("-") for option in args.option)
+    specs, run_dirs = {}, {}
+    for label in labels:
+        variant = _harness.parse_variant(label)
+        name = _harness.variant_label(variant)
+        run_dirs[name] = work / f"run-{len(run_dirs)}"
+        settings = {**README_SETTINGS, "epochs": args.epochs, "seed": 0, **extra}
+        specs[name] = (
+            "_sides",
+            "classify_run",
+            variant,
+            {
+                "settings": settings,
+                "run_dir": str(run_dirs[name]),
+                "test_each_epoch": args.test_each_epoch,
+            },
+        )
+    result = _harness.envelope("time_to_accuracy", __file__, argv)
+    result["method"] = __doc__.split("Method: ", 1)[1].split("Writes")[0].strip()
+    result["target_accuracy"] = args.target
+    result["variants"] = {}
+    with _harness.LoadSampler() as load:
+        workers = _harness.start_workers(specs, log_dir=work)
+        try:
+            infos = {name: w.ready() for name, w in workers.items()}
+            timelines = _alternate_epochs(workers)
+        finally:
+            _harness.close_workers(workers)
+    for name, segments in timelines.items():
+        result["variants"][name] = _report(
+            name, segments, infos[name], run_dirs[name], args.target
+        )
+    names = list(result["variants"])
+    if len(names) > 1:
+        base = result["variants"][names[0]]
+        for name in names[1:]:
+            other = result["variants"][name]
+            other["command_seconds_ratio_to_first"] = (
+                other["command_seconds"] / base["command_seconds"]
             )
-        result = _harness.envelope("time_to_accuracy", __file__, argv)
-        result["method"] = __doc__.split("Method: ", 1)[1].split("Writes")[0].strip()
-        result["target_accuracy"] = args.target
-        result["variants"] = {}
-        with _harness.LoadSampler() as load:
-            workers = _harness.start_workers(specs, log_dir=work)
-            try:
-                infos = {name: w.ready() for name, w in workers.items()}
-                timelines = _alternate_epochs(workers)
-            finally:
-                _harness.close_workers(workers)
-        for name, segments in timelines.items():
-            result["variants"][name] = _report(
-                name, segments, infos[name], run_dirs[name], args.target
+            other["same_final_test_accuracy_as_first"] = (
+                other["final_test_accuracy"] == base["final_test_accuracy"]
             )
-        names = list(result["variants"])
-        if len(names) > 1:
-            base = result["variants"][names[0]]
-            for name in names[1:]:
-                other = result["variants"][name]
-                other["command_seconds_ratio_to_first"] = (
-                    other["command_seconds"] / base["command_seconds"]
-                )
-                other["same_final_test_accuracy_as_first"] = (
-                    other["final_test_accuracy"] == base["final_test_accuracy"]
-                )
-        result["load_average"] = load.report()
-        _harness.write_result(args.output, result)
-        return result
+    result["load_average"] = load.report()
+    _harness.write_result(args.output, result)
+    return result
 
 
 def _alternate_epochs(workers):

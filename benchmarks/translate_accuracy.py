@@ -49,29 +49,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     with _harness.run_directory(args.run_dir, "translate-accuracy-") as run_dir:
-        command = [sys.executable, "-m", "apps.translate", "train"]
-        if args.model:
-            command += ["--model", args.model]
-        for option in args.option:
-            flag, _, value = option.partition("=")
-            command += [flag, value] if value else [flag]
-        command += ["--overwrite", "--output", str(run_dir)]
+        return _measure(args, run_dir, sys.argv[1:] if argv is None else argv)
 
-        with _harness.LoadSampler(LOAD_SAMPLE_SECONDS) as load:
-            started = time.perf_counter()
-            finished = subprocess.run(command, capture_output=True, text=True)
-            wall = time.perf_counter() - started
-        if finished.returncode != 0:
-            print(finished.stdout[-3000:], finished.stderr[-3000:], file=sys.stderr)
-            print(
-                f"training failed with exit code {finished.returncode}", file=sys.stderr
-            )
-            return finished.returncode
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        exact = metrics["test_exact_match"]
-        result = {
-            "benchmark": "translate_accuracy",
-            "command": " ".join(["python", *command[1:]]),
+
+def _measure(args, run_dir: Path, argv) -> int:
+    """Trains in `run_dir`, writes the result file; 0 when the target is met."""
+    command = [sys.executable, "-m", "apps.translate", "train"]
+    if args.model:
+        command += ["--model", args.model]
+    for option in args.option:
+        flag, _, value = option.partition("=")
+        command += [flag, value] if value else [flag]
+    command += ["--overwrite", "--output", str(run_dir)]
+
+    with _harness.LoadSampler(LOAD_SAMPLE_SECONDS) as load:
+        started = time.perf_counter()
+        finished = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    if finished.returncode != 0:
+        print(finished.stdout[-3000:], finished.stderr[-3000:], file=sys.stderr)
+        print(f"training failed with exit code {finished.returncode}", file=sys.stderr)
+        return finished.returncode
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    exact = metrics["test_exact_match"]
+    result = _harness.envelope("translate_accuracy", __file__, argv)
+    result.update(
+        {
+            "training_command": " ".join(["python", *command[1:]]),
             "model": metrics["model"],
             "test_exact_match": exact,
             "test_examples": metrics["test_examples"],
@@ -87,21 +91,21 @@ def main(argv=None) -> int:
                 "seconds": TARGET_SECONDS,
                 "met": exact >= TARGET_EXACT_MATCH and wall <= TARGET_SECONDS,
             },
-            "machine": {**_harness.machine(), "load_average": load.report()},
-            "versions": metrics["versions"],
+            "load_average": load.report(),
         }
-        output = Path(args.output)
-        _harness.write_result(output, result)
-        mean_load = load.report()["one_minute_samples"]["mean"]
-        print(
-            f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
-            f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "
-            f"in {TARGET_SECONDS} s: "
-            f"{'met' if result['target']['met'] else 'NOT met'}); "
-            f"load average during the run {mean_load:.2f} on "
-            f"{os.cpu_count()} CPUs. Wrote {output}"
-        )
-        return 0 if result["target"]["met"] else 1
+    )
+    output = Path(args.output)
+    _harness.write_result(output, result)
+    mean_load = result["load_average"]["one_minute_samples"]["mean"]
+    print(
+        f"{result['model']}: exact match {exact:.2%} on {metrics['test_examples']} "
+        f"held-out dates in {wall:.0f} s wall (target >= {TARGET_EXACT_MATCH:.0%} "
+        f"in {TARGET_SECONDS} s: "
+        f"{'met' if result['target']['met'] else 'NOT met'}); "
+        f"load average during the run {mean_load:.2f} on "
+        f"{os.cpu_count()} CPUs. Wrote {output}"
+    )
+    return 0 if result["target"]["met"] else 1
 
 
 if __name__ == "__main__":

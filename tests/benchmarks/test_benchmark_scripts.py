@@ -338,3 +338,39 @@ def test_tuning_search_says_why_a_search_stopped(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "table" in captured.out
     assert "search stopped: 3 trials failed in a row." in captured.err
+
+
+# These two return the exit code (1: the target was not met, as on tiny settings).
+EXIT_CODE_SCRIPTS = {
+    "lstm_fashion_mnist": [
+        "--epochs=1",
+        "--option=steps_per_epoch=2",
+        "--option=eval_steps=1",
+    ],
+    "translate_accuracy": [
+        "--option=--epochs=1",
+        "--option=--steps-per-epoch=2",
+        "--option=--validation-examples=32",
+        "--option=--test-examples=32",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(EXIT_CODE_SCRIPTS))
+def test_target_script_records_its_command_and_says_the_target_was_missed(
+    script, fashion_mnist, tmp_path, capsys
+):
+    import importlib
+
+    module = importlib.import_module(script)
+    output = tmp_path / f"{script}.json"
+    argv = [*EXIT_CODE_SCRIPTS[script], f"--output={output}"]
+    assert module.main(argv) == 1
+    written = json.loads(output.read_text())
+    assert written["benchmark"] == script
+    assert written["command"] == f"python benchmarks/{script}.py " + " ".join(argv)
+    for key in ("versions", "machine", "load_average", "git", "wall_seconds"):
+        assert key in written, key
+    assert written["target"]["met"] is False
+    assert "NOT met" in capsys.readouterr().out
