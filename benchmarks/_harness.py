@@ -433,6 +433,23 @@ def add_training_flags(
     )
 
 
+def option_fields(parser: argparse.ArgumentParser, items) -> dict:
+    """``--option`` items (leading dashes dropped, ``-`` read as ``_``) as training
+    settings; a malformed one is the parser's error (exit 2), before anything runs."""
+    from apps import cli
+
+    fields = {}
+    for item in items:
+        try:
+            fields.update(cli.model_options([item.lstrip("-")]))
+        except cli.UsageError:
+            parser.error(
+                "--option takes FIELD=VALUE, e.g. --option=batch_size=64. "
+                f"Received: {item!r}"
+            )
+    return fields
+
+
 @contextlib.contextmanager
 def run_directory(kept: str | None, prefix: str):
     """Where a benchmark trains: ``kept`` (its ``--run-dir``), left in place, or a
@@ -444,8 +461,10 @@ def run_directory(kept: str | None, prefix: str):
         yield Path(made)
 
 
-def envelope(benchmark: str, script: str, argv) -> dict:
-    """The fields every result file starts with."""
+def envelope(benchmark: str, script: str, argv=None) -> dict:
+    """The fields every result file starts with; `argv` is the script's arguments
+    (None: this process's, as a script's ``main(argv=None)`` parsed them)."""
+    argv = sys.argv[1:] if argv is None else argv
     command = "python benchmarks/" + Path(script).name
     if argv:
         command += " " + shlex.join(argv)

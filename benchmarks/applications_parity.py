@@ -63,7 +63,6 @@ def build_parser():
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
     variant = _harness.parse_variant(args.variant)
     result = _harness.envelope("applications_parity", __file__, argv)
     result.update(

@@ -112,9 +112,7 @@ def _measure(args, settings, run_dir: Path, argv) -> dict:
         steps_per_epoch=args.classifier_steps,
     )
     floor = real_vs_real_fid(classifier, args.quality_samples)
-    result = _harness.envelope(
-        "gan_quality", __file__, sys.argv[1:] if argv is None else argv
-    )
+    result = _harness.envelope("gan_quality", __file__, argv)
     with _harness.LoadSampler() as load:
         started = time.perf_counter()
         job = (args, config_fields, option_fields, run_dir)

@@ -38,7 +38,6 @@ def build_parser():
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
     result = _harness.envelope("loop_equivalence", __file__, argv)
     result["checks"] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-equivalence-"))

@@ -40,15 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fields = _harness.option_fields(parser, args.option)
     import apps.sequence  # noqa: F401  (registers the recurrent classifiers)
 
     with _harness.run_directory(args.run_dir, "lstm-fashion-mnist-") as run_dir:
-        return _measure(args, run_dir, sys.argv[1:] if argv is None else argv)
+        return _measure(args, fields, run_dir, argv)
 
 
-def _measure(args, run_dir: Path, argv) -> int:
-    """Trains in `run_dir`, writes the result file; 0 when the target is met."""
+def _measure(args, fields, run_dir: Path, argv) -> int:
+    """Trains in `run_dir` with the `--option` `fields`, writes the result file; 0
+    when the target is met."""
     from apps import cli
 
     settings = {
@@ -56,7 +59,7 @@ def _measure(args, run_dir: Path, argv) -> int:
         "dataset": "fashion_mnist",
         "epochs": args.epochs,
         "seed": 0,
-        **cli.model_options(option.lstrip("-") for option in args.option),
+        **fields,
     }
 
     with _harness.LoadSampler(10) as load:

@@ -102,7 +102,6 @@ def build_parser():
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
     output = args.output or _harness.RESULTS / f"tf_cpu_settings_{args.model}.json"
     base = _harness.parse_variant(
         args.baseline if args.baseline is not None else DEFAULT_BASELINE[args.model]

@@ -65,18 +65,17 @@ def build_parser():
 
 
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    extra = _harness.option_fields(parser, args.option)
     with _harness.run_directory(args.run_dir, "bench-tta-") as work:
-        return _measure(args, work, argv)
+        return _measure(args, extra, work, argv)
 
 
-def _measure(args, work: Path, argv) -> dict:
-    """Trains the variants side by side in `work` and writes the result file."""
+def _measure(args, extra, work: Path, argv) -> dict:
+    """Trains the variants side by side in `work`, with the `--option` settings
+    `extra`, and writes the result file."""
     labels = [t.strip() or "baseline" for t in args.variants.split(";") if t.strip()]
-    from apps import cli
-
-    extra = cli.model_options(option.lstrip("-") for option in args.option)
     specs, run_dirs = {}, {}
     for label in labels:
         variant = _harness.parse_variant(label)

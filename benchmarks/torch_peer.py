@@ -70,7 +70,6 @@ def build_parser():
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
     result = _harness.envelope("torch_peer", __file__, argv)
     also = _harness.parse_variant(args.also_variant) if args.also_variant else None
     work = Path(tempfile.mkdtemp(prefix="bench-torch-peer-"))

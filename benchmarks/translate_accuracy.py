@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     with _harness.run_directory(args.run_dir, "translate-accuracy-") as run_dir:
-        return _measure(args, run_dir, sys.argv[1:] if argv is None else argv)
+        return _measure(args, run_dir, argv)
 
 
 def _measure(args, run_dir: Path, argv) -> int:

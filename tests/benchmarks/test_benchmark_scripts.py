@@ -374,3 +374,22 @@ def test_target_script_records_its_command_and_says_the_target_was_missed(
         assert key in written, key
     assert written["target"]["met"] is False
     assert "NOT met" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["lstm_fashion_mnist", "time_to_accuracy"])
+@pytest.mark.parametrize("item", ["bogus", "--=3"])
+def test_malformed_option_is_refused_before_anything_runs(
+    script, item, tmp_path, capsys
+):
+    import importlib
+
+    module = importlib.import_module(script)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        module.main([f"--option={item}", f"--run-dir={run_dir}"])
+    assert stopped.value.code == 2
+    assert (
+        f"--option takes FIELD=VALUE, e.g. --option=batch_size=64. Received: {item!r}"
+        in (capsys.readouterr().err)
+    )
+    assert not run_dir.exists()
