@@ -15,7 +15,8 @@ all), or that it is provisional.
 
 Budgets: ``full`` is the recipe itself (meant for a GPU); ``cpu`` cuts it to what a
 2-core CPU trains in about 45 minutes (``cpu_budget``: epochs and steps per epoch,
-and the augmentation where a run that short learns more without it).
+the augmentation where a run that short learns more without it, and the share held
+out for validation where the cut trains on all the training images).
 
 >>> recipe = Recipe(epochs=20, learning_rate=2e-3, augment="flip")
 >>> resolved, sources = resolve(recipe, {"epochs": 3, "batch_size": None})
@@ -49,7 +50,7 @@ DEFAULTS = types.MappingProxyType(
     }
 )
 TRAINING_FIELDS = tuple(DEFAULTS)
-CPU_BUDGET_KEYS = ("epochs", "steps_per_epoch", "augment")
+CPU_BUDGET_KEYS = ("epochs", "steps_per_epoch", "augment", "validation_split")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +67,9 @@ class Recipe:
         model_options: builder keyword arguments (``{"small_inputs": True}``).
         cpu_budget: ``{"epochs": E, "steps_per_epoch": S}`` of the ``cpu`` budget
             (empty: the recipe fits in it as it is), optionally with ``"augment"``
-            (``"none"``: a model that underfits in a few epochs of augmented data).
+            (``"none"``: a model that underfits in a few epochs of augmented data)
+            and ``"validation_split"`` (``0.0``: the cut trains on the whole
+            training split, its schedule having been chosen on a held-out one).
         input: how a 28x28 image reaches the network, in words.
         chosen_by: the measurement the recipe rests on, or "provisional: ...".
     """
@@ -128,6 +131,12 @@ class Recipe:
                         f"cpu_budget['augment'] must be a string. Received: {value!r}"
                     )
                 parse_augment(value)
+            elif key == "validation_split":
+                if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                    raise ValueError(
+                        "cpu_budget['validation_split'] must be in [0, 1). "
+                        f"Received: {value!r}"
+                    )
             else:
                 _check_positive(f"cpu_budget[{key!r}]", value)
 
@@ -142,7 +151,8 @@ class Recipe:
     def budget(self, name: str) -> dict:
         """Epochs and steps per epoch of a budget: ``"full"`` is the recipe's whole
         schedule (``steps_per_epoch`` None: every batch), ``"cpu"`` the cut (with
-        ``"augment"`` where the cut trains with other augmentation)."""
+        ``"augment"`` where the cut trains with other augmentation, and
+        ``"validation_split"`` where it holds out another share)."""
         if name not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}. Received: {name!r}")
         full = {

@@ -245,6 +245,7 @@ def _command(name, seed, run_dir, budget) -> list[str]:
         seed=seed,
         output=run_dir,
         augment=budget.get("augment"),
+        validation_split=budget.get("validation_split"),
         epochs=budget["epochs"],
         steps_per_epoch=budget["steps_per_epoch"] or None,
     )

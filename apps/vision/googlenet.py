@@ -106,8 +106,15 @@ RECIPES = {
         # was measured with it.
         label_smoothing=0.1,
         model_options={"batch_norm": True},
-        # Like resnet18's: a few epochs learn more without the flips.
-        cpu_budget={"epochs": 9, "steps_per_epoch": 320, "augment": "none"},
+        # Like resnet18's: a few epochs learn more without the flips. The cut was
+        # chosen on the 10 % held out; its zoo row trains on all 60,000 images,
+        # as the reference table's figures do.
+        cpu_budget={
+            "epochs": 9,
+            "steps_per_epoch": 320,
+            "augment": "none",
+            "validation_split": 0.0,
+        },
         input="28x28 upsampled to 65x65 in the model (layer resize), so that the "
         "auxiliary heads fit",
         chosen_by="provisional; v1 without BatchNorm sat at chance (10 %) for its "

@@ -66,6 +66,12 @@ def test_cpu_budget_may_train_with_other_augmentation():
     assert recipe.training()["augment"] == "flip"
 
 
+def test_cpu_budget_may_train_on_the_whole_training_split():
+    recipe = recipes.Recipe(cpu_budget={"epochs": 2, "validation_split": 0.0})
+    assert recipe.budget("cpu")["validation_split"] == 0.0
+    assert "validation_split" not in recipe.budget("full")
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [
@@ -79,6 +85,8 @@ def test_cpu_budget_may_train_with_other_augmentation():
         ({"cpu_budget": {"epochs": 0}}, "must be a positive integer"),
         ({"cpu_budget": {"augment": 3}}, r"cpu_budget\['augment'\] must be a string"),
         ({"cpu_budget": {"augment": "blur"}}, "augment must name"),
+        ({"cpu_budget": {"validation_split": 1.0}}, r"validation_split'\] must be in"),
+        ({"cpu_budget": {"validation_split": "0"}}, r"validation_split'\] must be in"),
     ],
 )
 def test_bad_recipes_are_refused(fields, message):

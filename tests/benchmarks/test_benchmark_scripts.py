@@ -197,6 +197,16 @@ def test_zoo_cpu_budget_cuts_an_expensive_model_to_one_seed(tmp_path, monkeypatc
     assert commands[0][-4:] == [*expected, *steps]
     # The cut trains with the augmentation its budget names.
     assert commands[0][-6:-4] == ["--augment", budget["augment"]]
+    assert "--validation-split" not in commands[0]  # the default share held out
+
+
+def test_zoo_cpu_budget_may_train_on_the_whole_training_split(tmp_path, monkeypatch):
+    zoo, commands = _fake_zoo(monkeypatch, wall_seconds=3000.0)
+    argv = ["--models", "googlenet", "--results", str(tmp_path / "zoo")]
+    argv += ["--runs-dir", str(tmp_path / "runs"), "--inference-seconds", "0.01"]
+    assert zoo.main(argv) == 0
+    share = commands[0].index("--validation-split")
+    assert commands[0][share + 1] == "0.0"
 
 
 def test_zoo_names_the_registered_models_for_an_unknown_one(capsys):
